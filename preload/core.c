@@ -1,0 +1,526 @@
+/* The tracker's life cycle: start-up in the constructor, the writer thread woken by the signal
+ * handler or the interval, fork and exec, the exit snapshot and the public API. */
+#define _GNU_SOURCE
+#include "ww.h"
+#include "real.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+struct ww_state ww = {.kern = {.uffd = -1, .pagemap = -1}, .out = {.fd = -1}};
+__thread int ww_in_shim __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t core_lock = PTHREAD_MUTEX_INITIALIZER;
+static int init_state; /* 0 not started, 1 in progress, 2 done */
+static sem_t wake;
+static volatile sig_atomic_t signal_pending;
+static bool writer_running;
+static char comm[32];
+static int warned_uffd_gone;
+
+void ww_lock(void)
+{
+	pthread_mutex_lock(&core_lock);
+}
+
+void ww_unlock(void)
+{
+	pthread_mutex_unlock(&core_lock);
+}
+
+bool ww_ready(void)
+{
+	return __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == 2 && ww.tracking;
+}
+
+/* ---- the header record ---- */
+
+static size_t read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = ww_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+	size_t n = 0;
+	if (fd < 0)
+		return 0;
+	while (n < cap) {
+		ssize_t r = ww_sys_read(fd, buf + n, cap - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	ww_sys_close(fd);
+	return n;
+}
+
+static void write_header(const char *cause, pid_t parent, const char *off_reason)
+{
+	struct ww_buf b = {0};
+	static char args[16384];
+	char exe[1024], sig[16];
+	long n = ww_sys(SYS_readlink, (long)"/proc/self/exe", (long)exe, sizeof exe - 1, 0, 0, 0);
+	exe[n > 0 ? n : 0] = 0;
+	ww_buf_str(&b, "{\"type\":\"header\",\"format\":1,\"tool\":\"writewatch\",\"version\":\"" WW_VERSION
+		       "\",\"pid\":");
+	ww_buf_u64(&b, (uint64_t)ww.pid);
+	ww_buf_str(&b, ",\"ppid\":");
+	ww_buf_u64(&b, (uint64_t)ww_sys(SYS_getppid, 0, 0, 0, 0, 0, 0));
+	ww_buf_str(&b, ",\"cause\":\"");
+	ww_buf_str(&b, cause);
+	ww_buf_str(&b, "\"");
+	if (parent) {
+		ww_buf_str(&b, ",\"parent_pid\":");
+		ww_buf_u64(&b, (uint64_t)parent);
+	}
+	ww_buf_str(&b, ",\"exe\":");
+	ww_buf_json_str(&b, exe);
+	ww_buf_str(&b, ",\"argv\":[");
+	size_t len = read_file("/proc/self/cmdline", args, sizeof args - 1);
+	args[len] = 0;
+	for (size_t i = 0; i < len; i += strlen(args + i) + 1) {
+		if (i)
+			ww_buf_str(&b, ",");
+		ww_buf_json_str(&b, args + i);
+	}
+	ww_buf_str(&b, "],\"page_size\":");
+	ww_buf_u64(&b, 1ull << ww_page_shift);
+	ww_buf_str(&b, ",\"start_realtime_ns\":");
+	ww_buf_u64(&b, ww_now_ns(CLOCK_REALTIME));
+	ww_buf_str(&b, ",\"interval_ms\":");
+	ww_buf_u64(&b, (uint64_t)ww.cfg.interval_ms);
+	ww_buf_str(&b, ",\"signal\":");
+	ww_buf_json_str(&b, ww_signal_name(ww.cfg.signal, sig, sizeof sig));
+	ww_buf_str(&b, ww.cfg.ranges ? ",\"ranges\":true" : ",\"ranges\":false");
+	ww_buf_str(&b, ww.cfg.follow ? ",\"follow\":true" : ",\"follow\":false");
+	if (off_reason) {
+		ww_buf_str(&b, ",\"tracking\":\"off\",\"reason\":");
+		ww_buf_json_str(&b, off_reason);
+	} else {
+		ww_buf_str(&b, ",\"tracking\":\"on\"");
+	}
+	ww_buf_str(&b, ",\"method\":\"uffd-wp-async+pagemap-scan\",\"discovery\":\"hooks+proc-maps\","
+		       "\"tracked\":[\"anonymous-private\"],\"untracked\":[\"shared\",\"file-backed\"]}\n");
+	if (!b.oom)
+		ww_out_write(&ww.out, b.data, b.len);
+	ww_buf_free(&b);
+}
+
+/* ---- start-up ---- */
+
+static void read_comm(void)
+{
+	size_t n = read_file("/proc/self/comm", comm, sizeof comm - 1);
+	while (n > 0 && (comm[n - 1] == '\n' || comm[n - 1] == 0))
+		n--;
+	comm[n] = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = comm[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '-' || c == '_' || c == '+'))
+			comm[i] = '_';
+	}
+	if (!n)
+		memcpy(comm, "unknown", 8);
+}
+
+/* Our static buffers live in the library's .bss, which the kernel maps as anonymous memory:
+ * it is the shim's, not the program's. The linker defines these for each shared object. */
+extern char __bss_start[], _end[];
+
+static void note_own_bss(void)
+{
+	uintptr_t mask = (1ul << ww_page_shift) - 1;
+	ww_own_note((uintptr_t)__bss_start & ~mask, ((uintptr_t)_end + mask) & ~mask);
+}
+
+static const char *env_get(const char *name)
+{
+	return secure_getenv(name);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	signal_pending = 1;
+	sem_post(&wake);
+	errno = saved;
+}
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	ww_in_shim = 1; /* this thread is ours: its own maps calls are never tracked */
+	for (;;) {
+		int rc;
+		if (ww.cfg.interval_ms > 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += ww.cfg.interval_ms / 1000;
+			ts.tv_nsec += (ww.cfg.interval_ms % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			rc = sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
+		} else {
+			rc = sem_wait(&wake);
+		}
+		if (rc != 0 && errno == EINTR)
+			continue;
+		enum ww_trigger trig = signal_pending ? WW_TRIG_SIGNAL : WW_TRIG_INTERVAL;
+		if (rc != 0 && errno != ETIMEDOUT)
+			continue;
+		signal_pending = 0;
+		ww_lock();
+		if (!ww.finished)
+			ww_snapshot_locked(trig, NULL);
+		ww_unlock();
+	}
+	return NULL;
+}
+
+/* The writer thread runs on a stack the shim maps itself, with every signal blocked, so the
+ * program's signals never land on it and its stack never shows up as program memory. */
+static void start_writer(void)
+{
+	static const size_t stack_size = 256 * 1024;
+	if (ww.cfg.interval_ms == 0 && ww.cfg.signal == 0)
+		return;
+	void *stack = ww_alloc(stack_size);
+	if (!stack) {
+		ww_warn("out of memory for the writer thread; only exit and API snapshots are taken");
+		return;
+	}
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, stack, stack_size);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t t;
+	int rc = pthread_create(&t, &attr, writer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		ww_warn("cannot start the writer thread: %s; only exit and API snapshots are taken",
+			ww_strerror(rc));
+		ww_free(stack, stack_size);
+		return;
+	}
+	writer_running = true;
+}
+
+static void install_signal(void)
+{
+	if (ww.cfg.signal == 0)
+		return;
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (ww_real.sigaction(ww.cfg.signal, NULL, &old) == 0 && old.sa_handler != SIG_DFL &&
+	    old.sa_handler != SIG_IGN) {
+		char name[16];
+		ww_warn("WRITEWATCH_SIGNAL=%s already has a handler in this program; leaving it to the "
+			"program (signal snapshots off)",
+			ww_signal_name(ww.cfg.signal, name, sizeof name));
+		ww.cfg.signal = 0;
+		return;
+	}
+	ww_real.sigaction(ww.cfg.signal, &sa, NULL);
+}
+
+/* Open the kernel side and the output file, register what is mapped now. Lock held. */
+static void start_tracking(const char *cause, pid_t parent)
+{
+	char why[400];
+	ww.pid = ww_sys_getpid();
+	ww.t0_ns = ww_now_ns(CLOCK_MONOTONIC);
+	ww.seq = 0;
+	int rc = ww_kern_open(&ww.kern, ww.cfg.scan_vec, why, sizeof why);
+	if (ww_out_open(&ww.out, ww.cfg.output, ww.start_dir, ww.pid, comm) < 0) {
+		ww_kern_close(&ww.kern);
+		return;
+	}
+	if (rc < 0) {
+		ww_warn("%s", why);
+		write_header(cause, parent, why);
+		ww_out_close(&ww.out);
+		return;
+	}
+	ww.tracking = true;
+	write_header(cause, parent, NULL);
+	ww_reconcile_locked();
+}
+
+static void fork_prepare(void)
+{
+	ww_lock();
+}
+
+static void fork_parent(void)
+{
+	ww_unlock();
+}
+
+/* The child inherits our tables but not the registrations, and its pages carry no write
+ * protection: re-register everything and re-arm it, so the child reports only its own writes. */
+static void fork_child(void)
+{
+	pid_t parent = ww.pid;
+	int saved = errno;
+	ww_in_shim++;
+	pthread_mutex_init(&core_lock, NULL);
+	sem_init(&wake, 0, 0);
+	writer_running = false;
+	if (ww.tracking) {
+		/* Descriptors inherited from the parent describe the parent: drop them. */
+		ww_kern_close(&ww.kern);
+		ww_out_close(&ww.out);
+		ww.tracking = false;
+		ww.finished = false;
+		ww_ps_free(&ww.table.ever);
+		ww_ps_free(&ww.table.pending);
+		for (struct ww_region *r = ww.table.regions; r; r = r->hh.next) {
+			r->ever_pages = 0;
+			r->flags = 0;
+		}
+		start_tracking("fork", parent);
+		if (ww.tracking) {
+			for (struct ww_region *r = ww.table.regions; r; r = r->hh.next) {
+				if (!(r->flags & WW_RF_REGISTERED) &&
+				    ww_kern_register(&ww.kern, r->start, r->end) == 0)
+					r->flags |= WW_RF_REGISTERED;
+				if (r->flags & WW_RF_REGISTERED)
+					ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_DISCARD, NULL,
+						     NULL);
+				r->flags &= (uint8_t)~WW_RF_NEW;
+			}
+			memset(&ww.table.iv, 0, sizeof ww.table.iv);
+			start_writer();
+		}
+	}
+	ww_in_shim--;
+	errno = saved;
+}
+
+void ww_init(void)
+{
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&init_state, &expected, 1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return; /* done, or in progress on this or another thread: pass through */
+	int saved = errno;
+	ww_in_shim++;
+	ww_real_resolve();
+	if (getauxval(AT_SECURE)) /* setuid and friends: do nothing at all */
+		goto out;
+	ww_config_parse(&ww.cfg, env_get);
+	if (ww.cfg.disable)
+		goto out;
+	unsigned long ps = getauxval(AT_PAGESZ);
+	ww_page_shift = (unsigned long)__builtin_ctzl(ps ? ps : 4096);
+	long n = ww_sys(SYS_getcwd, (long)ww.start_dir, sizeof ww.start_dir, 0, 0, 0, 0);
+	if (n < 0)
+		ww.start_dir[0] = 0;
+	read_comm();
+	note_own_bss();
+	sem_init(&wake, 0, 0);
+	const char *exec_pid = getenv("WRITEWATCH_EXEC_PID");
+	bool after_exec = false;
+	if (exec_pid) {
+		char me[24];
+		ww_fmt(me, sizeof me, "%d", (int)ww_sys_getpid());
+		after_exec = !strcmp(exec_pid, me);
+		unsetenv("WRITEWATCH_EXEC_PID");
+	}
+	ww_lock();
+	start_tracking(after_exec ? "exec" : "start", 0);
+	ww_unlock();
+	if (ww.tracking) {
+		install_signal();
+		start_writer();
+		pthread_atfork(fork_prepare, fork_parent, fork_child);
+	}
+out:
+	__atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
+	ww_in_shim--;
+	errno = saved;
+}
+
+__attribute__((constructor)) static void ww_constructor(void)
+{
+	ww_init();
+}
+
+__attribute__((destructor)) static void ww_destructor(void)
+{
+	if (!ww_ready() || ww_sys_getpid() != ww.pid)
+		return;
+	int saved = errno;
+	ww_in_shim++;
+	ww_lock();
+	if (!ww.finished) {
+		ww_snapshot_locked(WW_TRIG_EXIT, NULL);
+		ww.finished = true;
+	}
+	ww_unlock();
+	ww_in_shim--;
+	errno = saved;
+}
+
+/* The program closed or replaced our descriptors: open new ones. Lost registrations are then
+ * found per region by the next scan and reported as lost, never as all-written. */
+void ww_kern_recover(int bad)
+{
+	char why[400];
+	if (bad & 1)
+		ww_warn_once(warned_uffd_gone, "the program closed or replaced writewatch's "
+					       "userfaultfd; re-arming, the current interval is "
+					       "marked lost");
+	struct ww_kern fresh = {.uffd = -1, .pagemap = -1, .vec = ww.kern.vec,
+				.vec_len = ww.kern.vec_len};
+	if (ww_kern_open(&fresh, ww.kern.vec_len, why, sizeof why) < 0) {
+		ww_warn("cannot reopen the kernel interfaces: %s", why);
+		ww.tracking = false;
+		return;
+	}
+	/* Never close the old numbers: they may belong to the program now. */
+	if (bad & 1) {
+		for (struct ww_region *r = ww.table.regions; r; r = r->hh.next)
+			if (r->flags & WW_RF_REGISTERED)
+				r->flags = (uint8_t)((r->flags & ~WW_RF_REGISTERED) | WW_RF_LOST);
+		ww.kern.uffd = fresh.uffd;
+		ww.kern.uffd_dev = fresh.uffd_dev;
+		ww.kern.uffd_ino = fresh.uffd_ino;
+	} else {
+		ww_sys_close(fresh.uffd);
+	}
+	if (bad & 2) {
+		ww.kern.pagemap = fresh.pagemap;
+		ww.kern.pm_dev = fresh.pm_dev;
+		ww.kern.pm_ino = fresh.pm_ino;
+	} else {
+		ww_sys_close(fresh.pagemap);
+	}
+}
+
+/* ---- exec ---- */
+
+void ww_before_exec(void)
+{
+	if (!ww_ready() || ww_in_shim || ww_sys_getpid() != ww.pid)
+		return; /* a vfork child shares our memory: leave the parent's state alone */
+	ww_in_shim++;
+	ww_lock();
+	ww_snapshot_locked(WW_TRIG_EXEC, NULL);
+	ww_unlock();
+	ww_in_shim--;
+}
+
+/* Strip our library from an LD_PRELOAD value ("a.so:libwritewatch.so b.so"). */
+static size_t strip_preload(const char *val, char *out, size_t cap)
+{
+	size_t n = 0;
+	const char *p = val;
+	while (*p) {
+		while (*p == ':' || *p == ' ')
+			p++;
+		const char *s = p;
+		while (*p && *p != ':' && *p != ' ')
+			p++;
+		size_t len = (size_t)(p - s);
+		if (!len)
+			continue;
+		bool ours = len >= 16 && memmem(s, len, "libwritewatch.so", 16);
+		if (ours || n + len + 2 > cap)
+			continue;
+		if (n)
+			out[n++] = ':';
+		memcpy(out + n, s, len);
+		n += len;
+	}
+	out[n] = 0;
+	return n;
+}
+
+/* The environment for an exec: marks the new image as exec'd (cause "exec" in its header) and,
+ * with WRITEWATCH_FOLLOW=0, removes the shim from LD_PRELOAD. Returns envp itself when there is
+ * nothing to change or no memory; otherwise an array in *scratch that ww_exec_env_free frees. */
+char **ww_exec_env(char *const envp[], char **scratch)
+{
+	static char preload[4096], mark[48];
+	size_t n = 0, count = 0;
+	*scratch = NULL;
+	if (!ww_ready() || !envp)
+		return (char **)envp;
+	while (envp[count])
+		count++;
+	size_t bytes = (count + 3) * sizeof(char *);
+	char **env = ww_alloc(bytes);
+	if (!env)
+		return (char **)envp;
+	for (size_t i = 0; i < count; i++) {
+		if (!strncmp(envp[i], "WRITEWATCH_EXEC_PID=", 20))
+			continue;
+		if (!ww.cfg.follow && !strncmp(envp[i], "LD_PRELOAD=", 11)) {
+			memcpy(preload, "LD_PRELOAD=", 11);
+			if (strip_preload(envp[i] + 11, preload + 11, sizeof preload - 11) == 0)
+				continue;
+			env[n++] = preload;
+			continue;
+		}
+		env[n++] = envp[i];
+	}
+	if (ww.cfg.follow) {
+		ww_fmt(mark, sizeof mark, "WRITEWATCH_EXEC_PID=%d", (int)ww.pid);
+		env[n++] = mark;
+	}
+	env[n] = NULL;
+	*scratch = (char *)env;
+	return env;
+}
+
+void ww_exec_env_free(char *scratch, char *const envp[])
+{
+	size_t count = 0;
+	if (!scratch)
+		return;
+	while (envp && envp[count])
+		count++;
+	ww_free(scratch, (count + 3) * sizeof(char *));
+}
+
+/* ---- the public API ---- */
+
+__attribute__((visibility("default"))) int writewatch_snapshot(const char *label)
+{
+	if (!ww_ready()) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (ww_in_shim) {
+		errno = EDEADLK; /* called from a signal handler that interrupted the shim */
+		return -1;
+	}
+	ww_in_shim++;
+	ww_lock();
+	int rc = ww.finished ? -ENOSYS : ww_snapshot_locked(WW_TRIG_API, label);
+	ww_unlock();
+	ww_in_shim--;
+	if (rc < 0) {
+		errno = -rc;
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,251 @@
+/* The exported hooks and nothing else: each checks the re-entrancy guard, makes the real call
+ * with the core's bookkeeping around it, and returns the real result with the real errno. */
+#define _GNU_SOURCE
+#include "real.h"
+#include "ww.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define WW_EXPORT __attribute__((visibility("default")))
+
+extern char **environ;
+
+/* Enter the core: true when this call should be tracked. */
+static bool enter(void)
+{
+	if (ww_in_shim || !ww_ready())
+		return false;
+	ww_in_shim++;
+	ww_lock();
+	return true;
+}
+
+static void leave(int saved_errno)
+{
+	ww_unlock();
+	ww_in_shim--;
+	errno = saved_errno;
+}
+
+WW_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (!enter())
+		return ww_real.mmap(addr, len, prot, flags, fd, off);
+	if (flags & MAP_FIXED)
+		ww_on_munmap_pre((uintptr_t)addr, len);
+	void *p = ww_real.mmap(addr, len, prot, flags, fd, off);
+	int saved = errno;
+	if (p != MAP_FAILED)
+		ww_on_mmap((uintptr_t)p, len, prot, flags);
+	leave(saved);
+	return p;
+}
+
+/* On 64-bit glibc mmap64 is mmap; programs built with _FILE_OFFSET_BITS=64 call this name. */
+WW_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return mmap(addr, len, prot, flags, fd, off);
+}
+
+WW_EXPORT int munmap(void *addr, size_t len)
+{
+	if (!enter())
+		return ww_real.munmap(addr, len);
+	ww_on_munmap_pre((uintptr_t)addr, len);
+	int rc = ww_real.munmap(addr, len);
+	int saved = errno;
+	if (rc == 0)
+		ww_on_munmap_post((uintptr_t)addr, len);
+	leave(saved);
+	return rc;
+}
+
+WW_EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
+{
+	void *new_addr = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		new_addr = va_arg(ap, void *);
+		va_end(ap);
+	}
+	if (!enter())
+		return ww_real.mremap(old, oldlen, newlen, flags, new_addr);
+	ww_on_mremap_pre((uintptr_t)old, oldlen);
+	void *p = ww_real.mremap(old, oldlen, newlen, flags, new_addr);
+	int saved = errno;
+	if (p != MAP_FAILED)
+		ww_on_mremap_post((uintptr_t)old, oldlen, (uintptr_t)p, newlen);
+	leave(saved);
+	return p;
+}
+
+WW_EXPORT int mprotect(void *addr, size_t len, int prot)
+{
+	if (!enter())
+		return ww_real.mprotect(addr, len, prot);
+	int rc = ww_real.mprotect(addr, len, prot);
+	int saved = errno;
+	if (rc == 0)
+		ww_on_mprotect((uintptr_t)addr, len, prot);
+	leave(saved);
+	return rc;
+}
+
+static bool discards(int advice)
+{
+	return advice == MADV_DONTNEED || advice == MADV_FREE || advice == MADV_REMOVE ||
+	       advice == 24 /* MADV_DONTNEED_LOCKED */;
+}
+
+WW_EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	if (!discards(advice) || !enter())
+		return ww_real.madvise(addr, len, advice);
+	ww_on_discard_pre((uintptr_t)addr, len, advice);
+	int rc = ww_real.madvise(addr, len, advice);
+	leave(errno);
+	return rc;
+}
+
+/* ---- exec: a snapshot first, then the real exec with the follow policy applied ---- */
+
+WW_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	char *scratch;
+	ww_before_exec();
+	char **env = ww_exec_env(envp, &scratch);
+	int rc = ww_real.execve(path, argv, env);
+	int saved = errno;
+	ww_exec_env_free(scratch, envp);
+	errno = saved;
+	return rc;
+}
+
+WW_EXPORT int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+WW_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	char *scratch;
+	ww_before_exec();
+	char **env = ww_exec_env(envp, &scratch);
+	int rc = ww_real.execvpe(file, argv, env);
+	int saved = errno;
+	ww_exec_env_free(scratch, envp);
+	errno = saved;
+	return rc;
+}
+
+WW_EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+WW_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	char *scratch;
+	ww_before_exec();
+	char **env = ww_exec_env(envp, &scratch);
+	int rc = ww_real.fexecve(fd, argv, env);
+	int saved = errno;
+	ww_exec_env_free(scratch, envp);
+	errno = saved;
+	return rc;
+}
+
+/* execl and friends: gather the variable arguments into an argv array first. */
+static char **gather(const char *arg0, va_list ap, size_t *count, char ***envp_out)
+{
+	va_list copy;
+	size_t n = 1;
+	va_copy(copy, ap);
+	while (va_arg(copy, char *))
+		n++;
+	va_end(copy);
+	char **argv = ww_alloc((n + 1) * sizeof *argv);
+	if (!argv)
+		return NULL;
+	argv[0] = (char *)arg0;
+	for (size_t i = 1; i <= n; i++)
+		argv[i] = va_arg(ap, char *); /* the last one read is the terminating NULL */
+	if (envp_out)
+		*envp_out = va_arg(ap, char **);
+	*count = n + 1;
+	return argv;
+}
+
+#define EXECL_BODY(call, want_env)                                                                 \
+	do {                                                                                       \
+		va_list ap;                                                                        \
+		size_t count;                                                                      \
+		char **envp = environ;                                                             \
+		va_start(ap, arg0);                                                                \
+		char **argv = gather(arg0, ap, &count, (want_env) ? &envp : NULL);                 \
+		va_end(ap);                                                                        \
+		if (!argv) {                                                                       \
+			errno = ENOMEM;                                                            \
+			return -1;                                                         \
+		}                                                                                  \
+		int rc = call;                                                                     \
+		int saved = errno;                                                                 \
+		ww_free(argv, count * sizeof *argv);                                               \
+		errno = saved;                                                                     \
+		return rc;                                                                         \
+	} while (0)
+
+WW_EXPORT int execl(const char *path, const char *arg0, ...)
+{
+	EXECL_BODY(execve(path, argv, envp), false);
+}
+
+WW_EXPORT int execle(const char *path, const char *arg0, ...)
+{
+	EXECL_BODY(execve(path, argv, envp), true);
+}
+
+WW_EXPORT int execlp(const char *file, const char *arg0, ...)
+{
+	EXECL_BODY(execvpe(file, argv, envp), false);
+}
+
+/* ---- the trigger signal belongs to the program if it wants it ---- */
+
+static int warned_signal;
+
+static void program_claims(int sig, const struct sigaction *act)
+{
+	if (!act || sig != ww.cfg.signal || sig == 0 || !ww_ready())
+		return;
+	char name[16];
+	ww_warn_once(warned_signal,
+		     "the program installs its own handler for SIG%s; it keeps it, and "
+		     "`writewatch dump` no longer triggers snapshots (set WRITEWATCH_SIGNAL to "
+		     "another signal)",
+		     ww_signal_name(sig, name, sizeof name));
+}
+
+WW_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (!ww_in_shim)
+		program_claims(sig, act);
+	return ww_real.sigaction(sig, act, old);
+}
+
+WW_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = handler;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(sig, &sa, &old) < 0)
+		return SIG_ERR;
+	return old.sa_handler;
+}

@@ -1,0 +1,651 @@
+/* Snapshots: reconcile the region table with /proc/self/maps, scan every region with
+ * PAGEMAP_SCAN (re-arming what was written), and write the snapshot and region records. */
+#define _GNU_SOURCE
+#include "ww.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+/* ---- reading the VMAs ---- */
+
+struct vma_list {
+	struct ww_vma *v;
+	size_t n, cap;
+	struct ww_vma prev; /* the previous line, for the thread-stack guess */
+	bool have_prev;
+	bool oom;
+};
+
+static struct vma_list vmas; /* reused between snapshots; lock held */
+
+static bool vma_push(struct vma_list *l, const struct ww_vma *v)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct ww_vma *nv = ww_alloc(cap * sizeof *nv);
+		if (!nv) {
+			l->oom = true;
+			return false;
+		}
+		if (l->v) {
+			memcpy(nv, l->v, l->n * sizeof *nv);
+			ww_free(l->v, l->cap * sizeof *nv);
+		}
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *v;
+	return true;
+}
+
+/* glibc puts a thread's guard (a small PROT_NONE mapping) right below its stack. */
+static bool looks_like_thread_stack(const struct vma_list *l, const struct ww_vma *v)
+{
+	return l->have_prev && l->prev.end == v->start && l->prev.priv_anon && l->prev.prot == 0 &&
+	       l->prev.end - l->prev.start <= (1u << 20) && v->kind == WW_KIND_ANON &&
+	       (v->prot & PROT_WRITE);
+}
+
+static int on_vma(void *ctx, const struct ww_vma *v)
+{
+	struct vma_list *l = ctx;
+	if (v->priv_anon) {
+		struct ww_vma piece = *v;
+		if (looks_like_thread_stack(l, v))
+			piece.kind = WW_KIND_THREAD_STACK;
+		/* Subtract the shim's own memory, which may share a VMA with the program's. */
+		uintptr_t os, oe;
+		while (piece.start < piece.end && ww_own_overlap(piece.start, piece.end, &os, &oe)) {
+			if (os > piece.start) {
+				struct ww_vma low = piece;
+				low.end = os;
+				vma_push(l, &low);
+			}
+			piece.start = oe;
+		}
+		if (piece.start < piece.end)
+			vma_push(l, &piece);
+	}
+	l->prev = *v;
+	l->have_prev = true;
+	return 0;
+}
+
+static int read_vmas(void)
+{
+	vmas.n = 0;
+	vmas.have_prev = false;
+	vmas.oom = false;
+	return ww_maps_each(on_vma, &vmas);
+}
+
+/* Index of the first VMA with end > addr. */
+static size_t vma_lower(uintptr_t addr)
+{
+	size_t lo = 0, hi = vmas.n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (vmas.v[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* ---- reconcile ---- */
+
+struct range {
+	uintptr_t start, end;
+};
+
+struct range_list {
+	struct range *v;
+	size_t n, cap;
+};
+
+static void range_push(struct range_list *l, uintptr_t s, uintptr_t e)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct range *nv = ww_alloc(cap * sizeof *nv);
+		if (!nv)
+			return; /* the region stays; the next reconcile retries */
+		if (l->v) {
+			memcpy(nv, l->v, l->n * sizeof *nv);
+			ww_free(l->v, l->cap * sizeof *nv);
+		}
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct range){s, e};
+}
+
+static struct range_list gone;
+
+/* Regions (or parts) no longer backed by private anonymous memory: unmapped or replaced by
+ * calls we did not see (glibc's internal munmap/mremap, raw syscalls). Their last writes are
+ * unknown; they are counted as retired. Also refreshes each region's prot. */
+static void find_gone(void)
+{
+	struct ww_region *r;
+	gone.n = 0;
+	for (r = ww.table.regions; r; r = r->hh.next) {
+		uintptr_t at = r->start;
+		uint8_t prot = 0;
+		for (size_t i = vma_lower(r->start); i < vmas.n && vmas.v[i].start < r->end; i++) {
+			if (vmas.v[i].start > at)
+				range_push(&gone, at, vmas.v[i].start);
+			prot |= vmas.v[i].prot;
+			at = vmas.v[i].end;
+		}
+		if (at < r->end)
+			range_push(&gone, at, r->end);
+		r->prot = prot;
+	}
+	for (size_t i = 0; i < gone.n; i++) {
+		struct ww_region *whole = ww_rt_find(&ww.table, gone.v[i].start);
+		if (whole && whole->end == gone.v[i].end)
+			ww.table.iv.retired_regions++;
+		ww.table.iv.retired_bytes += ww_rt_cut(&ww.table, gone.v[i].start, gone.v[i].end);
+	}
+}
+
+static void register_region(struct ww_region *r)
+{
+	int rc = ww_kern_register(&ww.kern, r->start, r->end);
+	if (rc == 0)
+		r->flags |= WW_RF_REGISTERED;
+}
+
+/* A region that can grow into a gap right after it (the brk heap, discovered memory). */
+static struct ww_region *extendable_before(uintptr_t gap_start, const struct ww_vma *v)
+{
+	struct ww_region *r;
+	for (r = ww.table.regions; r; r = r->hh.next) /* sorted walk; called rarely */
+		if (r->end == gap_start)
+			break;
+	/* The heap grows by new VMAs next to the registered one; other memory only within its VMA. */
+	if (r && r->kind != WW_KIND_MMAP && r->kind == v->kind &&
+	    (r->start >= v->start || r->kind == WW_KIND_HEAP))
+		return r;
+	return NULL;
+}
+
+struct gap_ctx {
+	const struct ww_vma *vma;
+};
+
+static void on_gap(void *ctx, uintptr_t s, uintptr_t e)
+{
+	const struct ww_vma *v = ((struct gap_ctx *)ctx)->vma;
+	struct ww_region *r = extendable_before(s, v);
+	if (r) {
+		r->end = e;
+		int rc = ww_kern_register(&ww.kern, s, e);
+		(void)rc;
+		return;
+	}
+	/* The main stack grows down: extend it at its low end. */
+	struct ww_region *up = ww_rt_find(&ww.table, e);
+	if (up && up->kind == WW_KIND_STACK && v->kind == WW_KIND_STACK) {
+		uintptr_t old = up->start;
+		HASH_DEL(ww.table.regions, up);
+		up->start = s;
+		ww_hash_oom = false;
+		HASH_ADD(hh, ww.table.regions, start, sizeof up->start, up);
+		ww.table.sorted = false;
+		if (!ww_hash_oom)
+			(void)ww_kern_register(&ww.kern, s, old);
+		return;
+	}
+	r = ww_rt_add(&ww.table, s, e, v->kind, v->prot, v->name);
+	if (!r)
+		return;
+	ww.table.iv.new_regions++;
+	register_region(r);
+}
+
+struct span {
+	uintptr_t start, end;
+	const struct ww_vma *vma;
+};
+
+void ww_reconcile_locked(void)
+{
+	if (read_vmas() < 0)
+		return;
+	ww_rt_sort(&ww.table);
+	find_gone();
+	ww_rt_sort(&ww.table);
+	/* New memory: the writable parts of VMAs no region covers. Walk VMAs and sorted regions
+	 * together; gaps are collected first because adding regions reorders the list. */
+	static struct range_list gaps;
+	gaps.n = 0;
+	struct ww_region *r = ww.table.regions;
+	for (size_t i = 0; i < vmas.n; i++) {
+		const struct ww_vma *v = &vmas.v[i];
+		if (!(v->prot & PROT_WRITE))
+			continue;
+		while (r && r->end <= v->start)
+			r = r->hh.next;
+		uintptr_t at = v->start;
+		for (struct ww_region *q = r; q && q->start < v->end; q = q->hh.next) {
+			if (q->start > at)
+				range_push(&gaps, at, q->start);
+			if (q->end > at)
+				at = q->end;
+		}
+		if (at < v->end)
+			range_push(&gaps, at, v->end);
+	}
+	for (size_t g = 0; g < gaps.n; g++) {
+		size_t i = vma_lower(gaps.v[g].start);
+		if (i >= vmas.n)
+			continue;
+		struct gap_ctx ctx = {&vmas.v[i]};
+		on_gap(&ctx, gaps.v[g].start, gaps.v[g].end);
+	}
+}
+
+/* ---- scanning and records ---- */
+
+struct emit {
+	struct ww_region *r;
+	struct ww_buf *buf;
+	uint64_t pages;     /* written this interval */
+	uint64_t new_ever;
+	uint64_t last_end;  /* for merging runs, relative page */
+	uint64_t run_start, run_len;
+	bool to_pending;    /* collect into the pending set instead of emitting */
+	bool ranges;
+};
+
+static void flush_run(struct emit *e)
+{
+	if (!e->run_len)
+		return;
+	if (e->ranges) {
+		ww_buf_str(e->buf, e->pages == e->run_len ? "[" : ",[");
+		ww_buf_u64(e->buf, e->run_start);
+		ww_buf_str(e->buf, ",");
+		ww_buf_u64(e->buf, e->run_len);
+		ww_buf_str(e->buf, "]");
+	}
+	e->run_len = 0;
+}
+
+static void emit_run(struct emit *e, uint64_t first, uint64_t n)
+{
+	uint64_t rel = first - WW_PAGE(e->r->start);
+	if (e->run_len && e->run_start + e->run_len == rel) {
+		e->run_len += n;
+		e->pages += n;
+		return;
+	}
+	flush_run(e);
+	e->run_start = rel;
+	e->run_len = n;
+	e->pages += n;
+}
+
+static void on_scan_run(void *ctx, uint64_t first, uint64_t n)
+{
+	struct emit *e = ctx;
+	e->new_ever += ww_ps_set(&ww.table.ever, first, n);
+	if (e->to_pending)
+		ww_ps_set(&ww.table.pending, first, n);
+	else
+		emit_run(e, first, n);
+}
+
+static void on_pending_run(void *ctx, uint64_t first, uint64_t n)
+{
+	emit_run(ctx, first, n);
+}
+
+static void region_head(struct ww_buf *b, const struct ww_region *r)
+{
+	char prot[4] = {r->prot & PROT_READ ? 'r' : '-', r->prot & PROT_WRITE ? 'w' : '-',
+			r->prot & PROT_EXEC ? 'x' : '-', 0};
+	ww_buf_str(b, "{\"type\":\"region\",\"seq\":");
+	ww_buf_u64(b, ww.seq);
+	ww_buf_str(b, ",\"id\":");
+	ww_buf_u64(b, r->id);
+	ww_buf_str(b, ",\"start\":");
+	ww_buf_hex(b, r->start);
+	ww_buf_str(b, ",\"end\":");
+	ww_buf_hex(b, r->end);
+	ww_buf_str(b, ",\"prot\":\"");
+	ww_buf_str(b, prot);
+	ww_buf_str(b, "\",\"kind\":\"");
+	ww_buf_str(b, ww_kind_name(r->kind));
+	ww_buf_str(b, "\",\"name\":");
+	ww_buf_json_str(b, r->name);
+	ww_buf_str(b, ",\"new\":");
+	ww_buf_str(b, r->flags & WW_RF_NEW ? "true" : "false");
+}
+
+/* Scan one region and append its record to b if it has something to say. Returns the pages
+ * written in this interval. */
+static uint64_t scan_region(struct ww_region *r, struct ww_buf *b)
+{
+	size_t mark = b->len;
+	struct emit e = {.r = r, .buf = b, .ranges = ww.cfg.ranges};
+	bool lost = false;
+
+	if ((r->flags & WW_RF_LOST) ||
+	    ((r->flags & WW_RF_REGISTERED) && ww_kern_unregistered(&ww.kern, r->start, r->end))) {
+		/* Registration vanished (our userfaultfd closed, or the mapping replaced behind
+		 * our back): every page would read as written. Re-arm and say "unknown". */
+		lost = true;
+		r->flags &= (uint8_t)~(WW_RF_REGISTERED | WW_RF_LOST);
+	}
+	if (!(r->flags & WW_RF_REGISTERED)) {
+		register_region(r);
+		if (lost && (r->flags & WW_RF_REGISTERED))
+			ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_DISCARD, NULL, NULL);
+	}
+	region_head(b, r);
+	if (lost) {
+		ww.table.iv.lost_regions++;
+		ww_buf_str(b, ww.cfg.ranges ? ",\"ranges\":[],\"written_pages\":0" : ",\"written_pages\":0");
+		ww_buf_str(b, ",\"ever_written_pages\":");
+		ww_buf_u64(b, r->ever_pages);
+		ww_buf_str(b, ",\"lost\":true}\n");
+		r->flags &= (uint8_t)~(WW_RF_NEW | WW_RF_PENDING);
+		ww_ps_clear(&ww.table.pending, WW_PAGE(r->start), WW_PAGE(r->end - r->start));
+		return 0;
+	}
+	if (ww.cfg.ranges)
+		ww_buf_str(b, ",\"ranges\":[");
+
+	if (r->flags & WW_RF_REGISTERED) {
+		e.to_pending = (r->flags & WW_RF_PENDING) != 0;
+		ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_REARM, on_scan_run, &e);
+	}
+	if (r->flags & WW_RF_PENDING) {
+		uint64_t p = WW_PAGE(r->start), n = WW_PAGE(r->end - r->start);
+		ww_ps_runs(&ww.table.pending, p, n, on_pending_run, &e);
+		ww_ps_clear(&ww.table.pending, p, n);
+		r->flags &= (uint8_t)~WW_RF_PENDING;
+	}
+	flush_run(&e);
+	r->ever_pages += e.new_ever;
+	bool was_new = r->flags & WW_RF_NEW;
+	r->flags &= (uint8_t)~WW_RF_NEW;
+	if (e.pages == 0 || b->oom) {
+		b->len = mark; /* nothing to say: drop the record */
+		if (e.pages == 0 && was_new)
+			r->flags |= WW_RF_NEW; /* still unreported: keep "new" for its first record */
+		return e.pages;
+	}
+	ww_buf_str(b, ww.cfg.ranges ? "],\"written_pages\":" : ",\"written_pages\":");
+	ww_buf_u64(b, e.pages);
+	ww_buf_str(b, ",\"ever_written_pages\":");
+	ww_buf_u64(b, r->ever_pages);
+	ww_buf_str(b, "}\n");
+	return e.pages;
+}
+
+static const char *trigger_name(enum ww_trigger t)
+{
+	switch (t) {
+	case WW_TRIG_API: return "api";
+	case WW_TRIG_SIGNAL: return "signal";
+	case WW_TRIG_INTERVAL: return "interval";
+	case WW_TRIG_EXIT: return "exit";
+	case WW_TRIG_EXEC: return "exec";
+	}
+	return "api";
+}
+
+static void field(struct ww_buf *b, const char *name, uint64_t v)
+{
+	ww_buf_str(b, ",\"");
+	ww_buf_str(b, name);
+	ww_buf_str(b, "\":");
+	ww_buf_u64(b, v);
+}
+
+int ww_snapshot_locked(enum ww_trigger trig, const char *label)
+{
+	static struct ww_buf regions_buf, head;
+	if (!ww.tracking || ww.out.failed)
+		return -ENOSYS;
+	uint64_t t_start = ww_now_ns(CLOCK_MONOTONIC);
+	int bad = ww_kern_check(&ww.kern);
+	if (bad)
+		ww_kern_recover(bad);
+	ww_reconcile_locked();
+	ww.seq++;
+	regions_buf.len = 0;
+	regions_buf.oom = false;
+	uint64_t written = 0, tracked = 0, ever = 0, nregions = 0;
+	ww_rt_sort(&ww.table);
+	for (struct ww_region *r = ww.table.regions; r; r = r->hh.next) {
+		written += scan_region(r, &regions_buf);
+		tracked += r->end - r->start;
+		ever += r->ever_pages;
+		nregions++;
+	}
+	uint64_t ps = 1ull << ww_page_shift;
+	struct ww_interval *iv = &ww.table.iv;
+	head.len = 0;
+	head.oom = false;
+	ww_buf_str(&head, "{\"type\":\"snapshot\",\"seq\":");
+	ww_buf_u64(&head, ww.seq);
+	ww_buf_str(&head, ",\"trigger\":\"");
+	ww_buf_str(&head, trigger_name(trig));
+	ww_buf_str(&head, "\",\"label\":");
+	ww_buf_json_str(&head, label);
+	field(&head, "t_ns", t_start - ww.t0_ns);
+	field(&head, "tracked_regions", nregions);
+	field(&head, "tracked_bytes", tracked);
+	field(&head, "written_pages", written);
+	field(&head, "written_bytes", written * ps);
+	field(&head, "ever_written_bytes", ever * ps);
+	field(&head, "new_regions", iv->new_regions);
+	field(&head, "retired_regions", iv->retired_regions);
+	field(&head, "retired_bytes", iv->retired_bytes);
+	field(&head, "retired_written_bytes", iv->retired_written_pages * ps);
+	field(&head, "discarded_bytes", iv->discarded_bytes);
+	field(&head, "lost_regions", iv->lost_regions);
+	field(&head, "untracked_regions", ww.table.oom_untracked);
+	field(&head, "scan_ns", ww_now_ns(CLOCK_MONOTONIC) - t_start);
+	ww_buf_str(&head, "}\n");
+	memset(iv, 0, sizeof *iv);
+	if (head.oom || regions_buf.oom) {
+		ww_warn("out of memory while formatting snapshot %lu; snapshots stop here",
+			(unsigned long)ww.seq);
+		ww.out.failed = true;
+		return -ENOMEM;
+	}
+	ww_buf_put(&head, regions_buf.data ? regions_buf.data : "", regions_buf.len);
+	if (head.oom)
+		return -ENOMEM;
+	return ww_out_write(&ww.out, head.data, head.len);
+}
+
+/* ---- events from the hooks (lock held) ---- */
+
+struct harvest {
+	uint64_t pages;
+};
+
+static void count_run(void *ctx, uint64_t first, uint64_t n)
+{
+	(void)first;
+	((struct harvest *)ctx)->pages += n;
+}
+
+struct peek_ctx {
+	uintptr_t start, end;
+	uint64_t pages;
+};
+
+static void peek_region(void *ctx, struct ww_region *r)
+{
+	struct peek_ctx *p = ctx;
+	uintptr_t s = r->start > p->start ? r->start : p->start;
+	uintptr_t e = r->end < p->end ? r->end : p->end;
+	struct harvest h = {0};
+	if (r->flags & WW_RF_REGISTERED)
+		ww_kern_scan(&ww.kern, s, e, WW_SCAN_PEEK, count_run, &h);
+	p->pages += h.pages;
+	/* Pages harvested earlier (before a discard) and not yet reported go with the region. */
+	if (r->flags & WW_RF_PENDING)
+		p->pages += ww_ps_count(&ww.table.pending, WW_PAGE(s), WW_PAGE(e - s));
+}
+
+static uint64_t munmap_pending_pages;
+
+void ww_on_munmap_pre(uintptr_t addr, size_t len)
+{
+	struct peek_ctx p = {addr, addr + len, 0};
+	ww_rt_overlaps(&ww.table, addr, addr + len, peek_region, &p);
+	munmap_pending_pages = p.pages;
+}
+
+void ww_on_munmap_post(uintptr_t addr, size_t len)
+{
+	struct ww_interval *iv = &ww.table.iv;
+	uint64_t before = (uint64_t)HASH_COUNT(ww.table.regions);
+	uint64_t bytes = ww_rt_cut(&ww.table, addr, addr + len);
+	uint64_t after = (uint64_t)HASH_COUNT(ww.table.regions);
+	if (bytes) {
+		iv->retired_regions += before > after ? before - after : 1; /* a part counts as one */
+		iv->retired_bytes += bytes;
+		iv->retired_written_pages += munmap_pending_pages;
+	}
+	munmap_pending_pages = 0;
+}
+
+static void discard_region(void *ctx, struct ww_region *r)
+{
+	struct peek_ctx *p = ctx;
+	uintptr_t s = r->start > p->start ? r->start : p->start;
+	uintptr_t e = r->end < p->end ? r->end : p->end;
+	if (!(r->flags & WW_RF_REGISTERED))
+		return;
+	struct emit em = {.r = r, .to_pending = true};
+	ww_kern_scan(&ww.kern, s, e, WW_SCAN_REARM, on_scan_run, &em);
+	r->ever_pages += em.new_ever;
+	r->flags |= WW_RF_PENDING;
+	p->pages += e - s; /* bytes discarded */
+}
+
+void ww_on_discard_pre(uintptr_t addr, size_t len, int advice)
+{
+	(void)advice;
+	struct peek_ctx p = {addr, addr + len, 0};
+	ww_rt_overlaps(&ww.table, addr, addr + len, discard_region, &p);
+	ww.table.iv.discarded_bytes += p.pages;
+}
+
+void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags)
+{
+	(void)prot;
+	len = (len + (1ul << ww_page_shift) - 1) & ~((1ul << ww_page_shift) - 1);
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
+		ww_on_munmap_post(addr, len); /* whatever was there is gone */
+	if (!(flags & MAP_ANONYMOUS) || (flags & MAP_SHARED) || (flags & MAP_HUGETLB))
+		return;
+	struct ww_region *r = ww_rt_add(&ww.table, addr, addr + len, WW_KIND_MMAP, (uint8_t)prot, "");
+	if (!r)
+		return;
+	ww.table.iv.new_regions++;
+	register_region(r);
+}
+
+/* mremap: the pages' write-protect bits do not survive a move, so harvest the old range into
+ * the pending set first, then re-arm the new range and carry the bits over. */
+static uint64_t mremap_tail_pages;
+static uint64_t mremap_id;
+static enum ww_kind mremap_kind;
+
+void ww_on_mremap_pre(uintptr_t old, size_t oldlen)
+{
+	struct ww_region *r = ww_rt_find(&ww.table, old);
+	mremap_tail_pages = 0;
+	mremap_id = (r && r->end == old + oldlen) ? r->id : 0;
+	mremap_kind = r ? r->kind : WW_KIND_MMAP;
+	struct peek_ctx p = {old, old + oldlen, 0};
+	ww_rt_overlaps(&ww.table, old, old + oldlen, discard_region, &p);
+}
+
+void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen)
+{
+	uint64_t ps = 1ull << ww_page_shift;
+	oldlen = (oldlen + ps - 1) & ~(ps - 1);
+	newlen = (newlen + ps - 1) & ~(ps - 1);
+	struct ww_region *r = ww_rt_find(&ww.table, old);
+	bool tracked = r != NULL || mremap_id;
+	if (new_addr == old && r && r->end == old + oldlen) {
+		if (newlen < oldlen) {
+			uint64_t tail = ww_ps_count(&ww.table.pending, WW_PAGE(old + newlen),
+						    WW_PAGE(oldlen - newlen));
+			ww.table.iv.retired_bytes += ww_rt_cut(&ww.table, old + newlen, old + oldlen);
+			ww.table.iv.retired_written_pages += tail;
+		} else {
+			r->end = old + newlen; /* grown in place: the VMA keeps its registration */
+		}
+		return;
+	}
+	if (!tracked)
+		return;
+	/* Moved: whatever was at the destination is gone (MREMAP_FIXED), then the bits of the old
+	 * range move to the new one before the old range leaves the table. */
+	ww.table.iv.retired_bytes += ww_rt_cut(&ww.table, new_addr, new_addr + newlen);
+	uint64_t keep = oldlen < newlen ? oldlen : newlen;
+	if (oldlen > newlen)
+		ww.table.iv.retired_written_pages += ww_ps_count(
+			&ww.table.pending, WW_PAGE(old + newlen), WW_PAGE(oldlen - newlen));
+	ww_ps_move(&ww.table.ever, WW_PAGE(old), WW_PAGE(new_addr), WW_PAGE(keep));
+	ww_ps_move(&ww.table.pending, WW_PAGE(old), WW_PAGE(new_addr), WW_PAGE(keep));
+	ww_rt_cut(&ww.table, old, old + oldlen);
+	struct ww_region *n = ww_rt_add(&ww.table, new_addr, new_addr + newlen, mremap_kind,
+					PROT_READ | PROT_WRITE, "");
+	if (!n)
+		return;
+	if (mremap_id) {
+		n->id = mremap_id; /* the same region, moved */
+		n->flags &= (uint8_t)~WW_RF_NEW;
+	} else {
+		ww.table.iv.new_regions++;
+	}
+	n->flags |= WW_RF_PENDING;
+	register_region(n);
+	if (n->flags & WW_RF_REGISTERED)
+		ww_kern_scan(&ww.kern, n->start, n->end, WW_SCAN_DISCARD, NULL, NULL);
+}
+
+struct mprot_ctx {
+	uint8_t prot;
+};
+
+static void mprotect_gap(void *ctx, uintptr_t s, uintptr_t e)
+{
+	struct mprot_ctx *m = ctx;
+	/* Registration succeeds only for private anonymous memory (we do not ask for shmem or
+	 * hugetlbfs write-protect), so it doubles as the test of what the range is. */
+	if (ww_kern_register(&ww.kern, s, e) != 0)
+		return;
+	struct ww_region *r = ww_rt_add(&ww.table, s, e, WW_KIND_ANON, m->prot, "");
+	if (!r)
+		return;
+	r->flags |= WW_RF_REGISTERED;
+	ww.table.iv.new_regions++;
+}
+
+void ww_on_mprotect(uintptr_t addr, size_t len, int prot)
+{
+	if (!(prot & PROT_WRITE))
+		return;
+	uint64_t ps = 1ull << ww_page_shift;
+	len = (len + ps - 1) & ~(ps - 1);
+	struct mprot_ctx m = {(uint8_t)prot};
+	ww_rt_gaps(&ww.table, addr, addr + len, mprotect_gap, &m);
+}

@@ -1,0 +1,325 @@
+/* writewatch's internal interfaces: the contracts between the thin hooks, the core and the
+ * kernel layer. Nothing here is exported from the shared object (see writewatch.map). */
+#ifndef WW_H
+#define WW_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define WW_VERSION "0.1.0"
+#define WW_HIDDEN __attribute__((visibility("hidden")))
+#define WW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- sys.c: raw system calls and messages; never malloc, never stdio, never errno ---- */
+
+/* Raw syscalls: return -errno on failure, like the kernel. They do not touch errno, so hooks
+ * can call them between the real call and returning its errno. */
+long ww_sys(long nr, long a, long b, long c, long d, long e, long f);
+void *ww_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int ww_sys_munmap(void *addr, size_t len);
+int ww_sys_open(const char *path, int flags, int mode);
+int ww_sys_close(int fd);
+ssize_t ww_sys_read(int fd, void *buf, size_t len);
+long ww_sys_ioctl(int fd, unsigned long req, void *arg);
+pid_t ww_sys_getpid(void);
+uint64_t ww_now_ns(int clock);
+
+/* Write all of buf to fd, retrying short writes and EINTR. Returns 0 or -errno. */
+int ww_write_all(int fd, const void *buf, size_t len);
+
+/* One line on stderr, "writewatch: " + the formatted text + "\n", in one write(). Format
+ * directives: %s, %d (int), %ld, %lu, %lx (with 0x), %%. Silent when WRITEWATCH_QUIET=1. */
+void ww_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same, but only the first call with the same `once` flag prints. */
+#define ww_warn_once(flag, ...)                                                                    \
+	do {                                                                                       \
+		if (!__atomic_exchange_n(&(flag), 1, __ATOMIC_RELAXED))                            \
+			ww_warn(__VA_ARGS__);                                                      \
+	} while (0)
+extern bool ww_quiet;
+
+/* Small string helpers that never allocate. ww_fmt formats like ww_warn into buf (always
+ * NUL-terminated, truncated to cap), returning the length written. */
+size_t ww_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+size_t ww_vfmt(char *buf, size_t cap, const char *fmt, __builtin_va_list ap);
+const char *ww_strerror(int err);
+
+/* ---- alloc.c: the shim's own memory, from raw mmap, never reported ---- */
+
+/* Returns zeroed memory or NULL. Thread-safe (own spin lock), async-signal-unsafe. */
+void *ww_alloc(size_t size);
+void ww_free(void *ptr, size_t size);
+/* True when [start,end) overlaps memory the shim mapped for itself (allocator arenas, large
+ * blocks, the writer thread's stack). Fills *own_end with the end of the first overlapping
+ * own range at or after start, so callers can subtract it. */
+bool ww_own_overlap(uintptr_t start, uintptr_t end, uintptr_t *own_start, uintptr_t *own_end);
+/* Test hook: fail the n-th next allocation (1 = the next one); 0 disables. */
+void ww_alloc_fail_after(long n);
+/* Bytes handed out and not freed (for tests and the header's self-accounting). */
+size_t ww_alloc_bytes_in_use(void);
+/* Record memory the shim owns that it did not get from ww_alloc (the writer thread's stack). */
+void ww_own_note(uintptr_t start, uintptr_t end);
+
+/* ---- config.c: every WRITEWATCH_* variable, parsed once ---- */
+
+struct ww_config {
+	char output[512];  /* file template, %p %e %% */
+	long interval_ms;  /* 0 = off */
+	int signal;        /* 0 = none */
+	bool ranges;       /* emit "ranges" */
+	bool follow;       /* keep LD_PRELOAD across exec */
+	bool quiet;        /* no stderr lines */
+	long scan_vec;     /* PAGEMAP_SCAN output entries per call */
+	bool disable;      /* WRITEWATCH_DISABLE=1: load but do nothing */
+};
+
+/* Parse the configuration from `get` (getenv-like; NULL values mean unset). Every bad value gives
+ * one warning naming the variable and keeps the default. Never fails. */
+void ww_config_parse(struct ww_config *cfg, const char *(*get)(const char *name));
+/* Signal name for output: "USR2", "RTMIN+3", "none"... into buf. */
+const char *ww_signal_name(int sig, char *buf, size_t cap);
+/* Parse "USR2", "SIGUSR2", "RTMIN+3", "12", "none" -> signal number, 0 for none, -1 invalid. */
+int ww_signal_parse(const char *s);
+
+/* ---- pageset.c: sparse bitmaps of absolute page numbers ---- */
+
+struct ww_pchunk;
+struct ww_pageset {
+	struct ww_pchunk *chunks; /* uthash head, keyed by page >> 9 */
+	uint64_t count;           /* pages set */
+	bool oom;                 /* an allocation failed: counts are a lower bound */
+};
+
+/* Set/clear pages [first, first+n). Return the number of pages whose bit changed. */
+uint64_t ww_ps_set(struct ww_pageset *ps, uint64_t first, uint64_t n);
+uint64_t ww_ps_clear(struct ww_pageset *ps, uint64_t first, uint64_t n);
+uint64_t ww_ps_count(const struct ww_pageset *ps, uint64_t first, uint64_t n);
+/* Move the bits of [from, from+n) to [to, to+n); the source range ends cleared. */
+void ww_ps_move(struct ww_pageset *ps, uint64_t from, uint64_t to, uint64_t n);
+/* Call fn for each maximal run of set pages inside [first, first+n), in ascending order. */
+typedef void (*ww_run_fn)(void *ctx, uint64_t first, uint64_t n);
+void ww_ps_runs(const struct ww_pageset *ps, uint64_t first, uint64_t n, ww_run_fn fn, void *ctx);
+void ww_ps_free(struct ww_pageset *ps);
+
+/* ---- maps.c: /proc/self/maps ---- */
+
+enum ww_kind { WW_KIND_MMAP, WW_KIND_HEAP, WW_KIND_STACK, WW_KIND_THREAD_STACK, WW_KIND_ANON };
+const char *ww_kind_name(enum ww_kind k);
+
+struct ww_vma {
+	uintptr_t start, end;
+	uint8_t prot;       /* PROT_READ|PROT_WRITE|PROT_EXEC */
+	bool priv_anon;     /* private and anonymous (no file, or [heap]/[stack]/[anon:...]) */
+	enum ww_kind kind;  /* WW_KIND_HEAP/STACK from the name, else WW_KIND_ANON */
+	char name[64];      /* "[heap]", "[anon:x]", a path (truncated), or "" */
+};
+
+/* Parse one line of /proc/PID/maps (without the newline). Returns false when the line is
+ * malformed; never reads outside [line, line+len). */
+bool ww_maps_parse_line(const char *line, size_t len, struct ww_vma *out);
+
+/* Read /proc/self/maps and call fn for each VMA (parsed lines only), in address order. Returns 0
+ * or -errno. Uses a static buffer: callers hold the core lock. */
+typedef int (*ww_vma_fn)(void *ctx, const struct ww_vma *vma);
+int ww_maps_each(ww_vma_fn fn, void *ctx);
+
+/* ---- regions.c: the region table (pure bookkeeping, no kernel calls) ---- */
+
+/* uthash allocates through the shim's allocator and survives out-of-memory. */
+extern bool ww_hash_oom;
+#define uthash_malloc(sz) ww_alloc(sz)
+#define uthash_free(ptr, sz) ww_free((ptr), (sz))
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(obj) (ww_hash_oom = true)
+#include <uthash.h>
+
+enum {
+	WW_RF_NEW = 1 << 0,        /* not yet reported by a snapshot */
+	WW_RF_REGISTERED = 1 << 1, /* registered with our userfaultfd */
+	WW_RF_LOST = 1 << 2,       /* tracking was lost in this interval */
+	WW_RF_PENDING = 1 << 3,    /* has harvested pages in table->pending */
+	WW_RF_SEEN = 1 << 4,       /* reconcile mark */
+};
+
+struct ww_region {
+	uintptr_t start, end;
+	uint64_t id;
+	uint64_t ever_pages; /* pages of [start,end) set in table->ever */
+	enum ww_kind kind;
+	uint8_t prot;
+	uint8_t flags;
+	char name[64];
+	UT_hash_handle hh; /* keyed by start */
+};
+
+/* Counters of what happened between two snapshots outside the regions still mapped. */
+struct ww_interval {
+	uint64_t retired_regions, retired_bytes, retired_written_pages;
+	uint64_t discarded_bytes, lost_regions, new_regions;
+};
+
+struct ww_table {
+	struct ww_region *regions; /* uthash head */
+	uint64_t next_id;
+	struct ww_pageset ever;    /* pages written at least once, still mapped */
+	struct ww_pageset pending; /* pages harvested before a discard, not yet reported */
+	struct ww_interval iv;
+	uint64_t oom_untracked;    /* regions we could not record (allocation failed) */
+	bool sorted;
+};
+
+extern unsigned long ww_page_shift; /* log2(page size) */
+#define WW_PAGE(addr) ((uint64_t)(addr) >> ww_page_shift)
+
+/* Add [start,end) (page aligned, not overlapping any region). Returns NULL and counts
+ * oom_untracked when memory runs out. The region gets the next id and WW_RF_NEW. */
+struct ww_region *ww_rt_add(struct ww_table *t, uintptr_t start, uintptr_t end, enum ww_kind kind,
+			    uint8_t prot, const char *name);
+/* Remove r and clear its bits in ever and pending. */
+void ww_rt_remove(struct ww_table *t, struct ww_region *r);
+/* The region starting exactly at start, or NULL. */
+struct ww_region *ww_rt_find(struct ww_table *t, uintptr_t start);
+/* Call fn for each region overlapping [start,end), in no particular order; fn may not change
+ * the table. Returns the number of regions visited. */
+typedef void (*ww_region_fn)(void *ctx, struct ww_region *r);
+size_t ww_rt_overlaps(struct ww_table *t, uintptr_t start, uintptr_t end, ww_region_fn fn,
+		      void *ctx);
+/* Remove [start,end) from the table: regions inside go, regions straddling an edge shrink, a
+ * region containing the range splits in two (the upper part gets a new id). Bits in ever and
+ * pending for the range are cleared. Returns the number of bytes that were tracked. */
+uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end);
+/* Sort the table by start (for walks in address order); cheap when already sorted. */
+void ww_rt_sort(struct ww_table *t);
+/* Call fn(ctx, gap_start, gap_end) for each part of [start,end) no region covers, in order.
+ * Returns false (calling nothing) if too many regions overlap to answer cheaply. */
+typedef void (*ww_gap_fn)(void *ctx, uintptr_t start, uintptr_t end);
+bool ww_rt_gaps(struct ww_table *t, uintptr_t start, uintptr_t end, ww_gap_fn fn, void *ctx);
+/* Recount r->ever_pages from the pageset (after a split or move). */
+void ww_rt_recount(struct ww_table *t, struct ww_region *r);
+void ww_rt_clear(struct ww_table *t);
+
+/* ---- kern.c: userfaultfd and PAGEMAP_SCAN ---- */
+
+struct ww_kern {
+	int uffd;       /* -1 when not open */
+	int pagemap;    /* /proc/self/pagemap, -1 when not open */
+	dev_t uffd_dev, pm_dev;
+	ino_t uffd_ino, pm_ino;
+	long vec_len;   /* entries per PAGEMAP_SCAN call */
+	void *vec;      /* struct page_region[vec_len], own memory */
+};
+
+/* Open the userfaultfd (user-mode-only syscall, then /dev/userfaultfd) with WP_ASYNC, and
+ * /proc/self/pagemap, probing PAGEMAP_SCAN. Descriptors are close-on-exec and moved above the
+ * range programs use. On failure returns -1 and writes a one-line reason into why. */
+int ww_kern_open(struct ww_kern *k, long vec_len, char *why, size_t whycap);
+void ww_kern_close(struct ww_kern *k);
+/* Check our descriptors still are what we opened (the program may close or dup2 over them).
+ * Returns a bitmask: 1 = userfaultfd gone, 2 = pagemap gone. */
+int ww_kern_check(struct ww_kern *k);
+/* Register [start,end) for async write-protect. 0 or -errno. */
+int ww_kern_register(struct ww_kern *k, uintptr_t start, uintptr_t end);
+/* True when some part of [start,end) is mapped but not registered with a WP_ASYNC context. */
+bool ww_kern_unregistered(struct ww_kern *k, uintptr_t start, uintptr_t end);
+
+enum ww_scan_mode {
+	WW_SCAN_REARM,   /* report written pages and write-protect them again (a snapshot) */
+	WW_SCAN_PEEK,    /* report written pages, change nothing (harvest before munmap) */
+	WW_SCAN_DISCARD, /* write-protect everything written, report nothing (after a move/fork) */
+};
+/* Scan [start,end) of registered memory. fn gets runs of written pages (absolute page numbers)
+ * in ascending order. Returns pages reported, or -errno (EPERM means registration lost). */
+long ww_kern_scan(struct ww_kern *k, uintptr_t start, uintptr_t end, enum ww_scan_mode mode,
+		  ww_run_fn fn, void *ctx);
+
+/* ---- json.c: a growable text buffer with JSON formatting ---- */
+
+struct ww_buf {
+	char *data;
+	size_t len, cap;
+	bool oom; /* a growth failed: the content is truncated and must not be written */
+};
+void ww_buf_put(struct ww_buf *b, const char *s, size_t n);
+void ww_buf_str(struct ww_buf *b, const char *s);          /* raw text */
+void ww_buf_json_str(struct ww_buf *b, const char *s);     /* "escaped" or null for NULL */
+void ww_buf_u64(struct ww_buf *b, uint64_t v);
+void ww_buf_i64(struct ww_buf *b, int64_t v);
+void ww_buf_hex(struct ww_buf *b, uint64_t v);             /* "0x..." with quotes */
+void ww_buf_free(struct ww_buf *b);
+
+/* ---- output.c: the output file ---- */
+
+struct ww_out {
+	int fd;            /* -1 when closed or failed */
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;     /* bytes of whole lines written */
+	bool failed;       /* writing stopped; the reason was said once */
+	char path[1024];
+};
+/* Expand the template (%p pid, %e name, %% percent) relative to dir and create the file new
+ * (O_EXCL|O_NOFOLLOW, 0600, close-on-exec). If it exists, try PATH.1, PATH.2, ...
+ * Returns 0, or -errno after one warning. */
+int ww_out_open(struct ww_out *o, const char *tmpl, const char *dir, pid_t pid, const char *name);
+/* Append whole lines. On a short or failed write the file is truncated back to the last whole
+ * line, one warning is given and the output is marked failed. Before writing it checks that the
+ * descriptor still is our file (reopening it by path if the program closed it). */
+int ww_out_write(struct ww_out *o, const char *data, size_t len);
+void ww_out_close(struct ww_out *o);
+
+/* ---- core.c / snapshot.c: the tracker ---- */
+
+enum ww_trigger { WW_TRIG_API, WW_TRIG_SIGNAL, WW_TRIG_INTERVAL, WW_TRIG_EXIT, WW_TRIG_EXEC };
+
+struct ww_state {
+	struct ww_config cfg;
+	struct ww_table table;
+	struct ww_kern kern;
+	struct ww_out out;
+	bool tracking;  /* kernel set up, output open */
+	bool finished;  /* the exit snapshot was written */
+	pid_t pid;
+	uint64_t seq;
+	uint64_t t0_ns;
+	uint64_t total_pages_changed;
+	char start_dir[1024];
+	char lib_path[512];
+};
+extern struct ww_state ww;
+
+/* The core lock: hooks hold it only around a table change and a real call; snapshots hold it
+ * while scanning. Never held across anything that can block on the program. */
+void ww_lock(void);
+void ww_unlock(void);
+
+/* Per-thread re-entrancy guard: hooks that find it set pass straight to the real call. */
+extern __thread int ww_in_shim __attribute__((tls_model("initial-exec")));
+
+/* Take one snapshot now (caller holds the lock). label may be NULL. Returns 0 or -errno. */
+int ww_snapshot_locked(enum ww_trigger trig, const char *label);
+/* Reconcile the table with /proc/self/maps (caller holds the lock). */
+void ww_reconcile_locked(void);
+
+/* Events from the hooks, called with the lock held, before (pre) or after the real call. */
+void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags);
+void ww_on_munmap_pre(uintptr_t addr, size_t len);
+void ww_on_munmap_post(uintptr_t addr, size_t len);
+void ww_on_discard_pre(uintptr_t addr, size_t len, int advice);
+void ww_on_mremap_pre(uintptr_t old, size_t oldlen);
+void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen);
+void ww_on_mprotect(uintptr_t addr, size_t len, int prot);
+
+/* Library life cycle (core.c). ww_init is idempotent and safe from any hook. */
+void ww_init(void);
+bool ww_ready(void);
+void ww_before_exec(void);
+/* The environment for an exec'd image (see core.c); free with ww_exec_env_free. */
+char **ww_exec_env(char *const envp[], char **scratch);
+void ww_exec_env_free(char *scratch, char *const envp[]);
+/* The program closed or replaced our descriptors (ww_kern_check's mask): open new ones. */
+void ww_kern_recover(int bad);
+
+#endif
