@@ -263,14 +263,21 @@ static void start_tracking(const char *cause, pid_t parent)
 	ww_reconcile_locked();
 }
 
+/* A fork from a signal handler that interrupted the shim on this thread must not wait for the
+ * lock this thread already holds: then the child simply starts from the parent's state. */
+static __thread int fork_locked __attribute__((tls_model("initial-exec")));
+
 static void fork_prepare(void)
 {
-	ww_lock();
+	fork_locked = !ww_in_shim;
+	if (fork_locked)
+		ww_lock();
 }
 
 static void fork_parent(void)
 {
-	ww_unlock();
+	if (fork_locked)
+		ww_unlock();
 }
 
 /* The child inherits our tables but not the registrations, and its pages carry no write

@@ -240,12 +240,9 @@ WW_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 
 WW_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
-	struct sigaction sa, old;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = handler;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(sig, &sa, &old) < 0)
-		return SIG_ERR;
-	return old.sa_handler;
+	if (!ww_in_shim) {
+		struct sigaction sa = {.sa_handler = handler};
+		program_claims(sig, &sa);
+	}
+	return ww_real.signal(sig, handler);
 }

@@ -54,11 +54,14 @@ static int raw_execve(const char *p, char *const a[], char *const e[])
 	return (int)ret_errno(ww_sys(SYS_execve, (long)p, (long)a, (long)e, 0, 0, 0));
 }
 
-static int no_execvpe(const char *p, char *const a[], char *const e[])
+static int late_execvpe(const char *p, char *const a[], char *const e[])
 {
-	(void)p, (void)a, (void)e;
-	errno = ENOSYS;
-	return -1;
+	ww_real_resolve_late();
+	if (ww_real.execvpe == late_execvpe) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return ww_real.execvpe(p, a, e);
 }
 
 static int raw_fexecve(int fd, char *const a[], char *const e[])
@@ -66,16 +69,30 @@ static int raw_fexecve(int fd, char *const a[], char *const e[])
 	return (int)ret_errno(ww_sys(SYS_execveat, fd, (long)"", (long)a, (long)e, 0x1000, 0));
 }
 
-static int raw_sigaction(int s, const struct sigaction *a, struct sigaction *o)
+/* sigaction needs libc's signal trampoline, so there is no raw equivalent: resolve late. */
+static int late_sigaction(int s, const struct sigaction *a, struct sigaction *o)
 {
-	(void)s, (void)a, (void)o;
-	errno = ENOSYS;
-	return -1;
+	ww_real_resolve_late();
+	if (ww_real.sigaction == late_sigaction) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return ww_real.sigaction(s, a, o);
+}
+
+static sighandler_t late_signal(int s, sighandler_t h)
+{
+	ww_real_resolve_late();
+	if (ww_real.signal == late_signal) {
+		errno = ENOSYS;
+		return SIG_ERR;
+	}
+	return ww_real.signal(s, h);
 }
 
 struct ww_real_fns ww_real = {
 	raw_mmap, raw_munmap, raw_mremap, raw_mprotect, raw_madvise,
-	raw_execve, no_execvpe, raw_fexecve, raw_sigaction,
+	raw_execve, late_execvpe, raw_fexecve, late_sigaction, late_signal,
 };
 
 #define RESOLVE(field, name)                                                                       \
@@ -96,4 +113,14 @@ void ww_real_resolve(void)
 	RESOLVE(execvpe, "execvpe");
 	RESOLVE(fexecve, "fexecve");
 	RESOLVE(sigaction, "sigaction");
+	RESOLVE(signal, "signal");
+}
+
+void ww_real_resolve_late(void)
+{
+	ww_in_shim++; /* dlsym may allocate, and the allocator may map: pass those through */
+	RESOLVE(execvpe, "execvpe");
+	RESOLVE(sigaction, "sigaction");
+	RESOLVE(signal, "signal");
+	ww_in_shim--;
 }

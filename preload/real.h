@@ -17,10 +17,14 @@ struct ww_real_fns {
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	sighandler_t (*signal)(int, sighandler_t);
 };
 extern struct ww_real_fns ww_real;
 
 /* Resolve every entry; entries dlsym cannot find keep their raw-syscall fallback. */
 void ww_real_resolve(void);
+/* For the calls with no raw-syscall equivalent (execvpe, sigaction, signal): resolve now if the
+ * constructor has not run yet. */
+void ww_real_resolve_late(void);
 
 #endif

@@ -153,11 +153,20 @@ static void find_gone(void)
 	}
 }
 
+static uint64_t untracked_bytes; /* this snapshot: regions the kernel would not register */
+static int warned_register;
+
 static void register_region(struct ww_region *r)
 {
 	int rc = ww_kern_register(&ww.kern, r->start, r->end);
-	if (rc == 0)
+	if (rc == 0) {
 		r->flags |= WW_RF_REGISTERED;
+		return;
+	}
+	ww_warn_once(warned_register,
+		     "cannot watch %lx-%lx: %s (EBUSY: the program registered its own userfaultfd "
+		     "there); such memory is counted as untracked_bytes",
+		     (unsigned long)r->start, (unsigned long)r->end, ww_strerror(rc));
 }
 
 /* A region that can grow into a gap right after it (the brk heap, discovered memory). */
@@ -347,6 +356,8 @@ static uint64_t scan_region(struct ww_region *r, struct ww_buf *b)
 		register_region(r);
 		if (lost && (r->flags & WW_RF_REGISTERED))
 			ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_DISCARD, NULL, NULL);
+		if (!(r->flags & WW_RF_REGISTERED))
+			untracked_bytes += r->end - r->start; /* unknown, not "nothing written" */
 	}
 	region_head(b, r);
 	if (lost) {
@@ -421,6 +432,7 @@ int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 		ww_kern_recover(bad);
 	ww_reconcile_locked();
 	ww.seq++;
+	untracked_bytes = 0;
 	regions_buf.len = 0;
 	regions_buf.oom = false;
 	uint64_t written = 0, tracked = 0, ever = 0, nregions = 0;
@@ -453,6 +465,7 @@ int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 	field(&head, "retired_written_bytes", iv->retired_written_pages * ps);
 	field(&head, "discarded_bytes", iv->discarded_bytes);
 	field(&head, "lost_regions", iv->lost_regions);
+	field(&head, "untracked_bytes", untracked_bytes);
 	field(&head, "untracked_regions", ww.table.oom_untracked);
 	field(&head, "scan_ns", ww_now_ns(CLOCK_MONOTONIC) - t_start);
 	ww_buf_str(&head, "}\n");
