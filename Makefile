@@ -25,7 +25,7 @@ UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 UNIT_CORE := preload/sys.c preload/alloc.c preload/config.c preload/pageset.c \
 	preload/regions.c preload/maps.c preload/json.c
 
-.PHONY: all deps demo test bench install clean check-exports
+.PHONY: all deps demo test bench install clean fuzz fuzz-build
 
 all: $(LIB) $(TEST_PROGS) $(UNIT_BINS)
 
@@ -59,3 +59,24 @@ install: $(LIB)
 
 clean:
 	rm -rf $(BUILD)
+
+# Fuzzing (clang's libFuzzer): `make fuzz` runs each target for FUZZ_SECONDS; make test runs a
+# bounded pass (tests/test_fuzz.py). Crashes found are kept in tests/fuzz/<target>/ as inputs.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-Iinclude -Ipreload -std=gnu11
+FUZZ_BINS := $(BUILD)/fuzz/fuzz_maps $(BUILD)/fuzz/fuzz_config
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz_%.c $(UNIT_CORE) $(HDRS)
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(UNIT_CORE) -o $@ -lpthread
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@for t in maps config; do \
+		mkdir -p $(BUILD)/fuzz/corpus_$$t; \
+		$(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=tests/fuzz/$$t/crash- \
+			$(BUILD)/fuzz/corpus_$$t tests/fuzz/$$t || exit 1; \
+	done

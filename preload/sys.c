@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 bool ww_quiet;
+int ww_warn_fd = 2;
 
 long ww_sys(long nr, long a, long b, long c, long d, long e, long f)
 {
@@ -186,7 +187,7 @@ void ww_warn(const char *fmt, ...)
 	n += ww_vfmt(line + n, sizeof line - n - 1, fmt, ap);
 	va_end(ap);
 	line[n++] = '\n';
-	(void)ww_write_all(2, line, n);
+	(void)ww_write_all(ww_warn_fd, line, n);
 }
 
 const char *ww_strerror(int err)

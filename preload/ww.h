@@ -40,6 +40,7 @@ void ww_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 			ww_warn(__VA_ARGS__);                                                      \
 	} while (0)
 extern bool ww_quiet;
+extern int ww_warn_fd; /* where ww_warn writes: stderr, except in the fuzzers */
 
 /* Small string helpers that never allocate. ww_fmt formats like ww_warn into buf (always
  * NUL-terminated, truncated to cap), returning the length written. */
