@@ -18,7 +18,10 @@ LIB_SRC := $(CORE_SRC) preload/hooks.c
 HDRS := $(wildcard preload/*.h include/*.h)
 LIB := $(BUILD)/libwritewatch.so
 
-TEST_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/t_*.c))
+# tests/t_env_early.c is a shared library (libearly.so, a neighbour in LD_PRELOAD), not a program.
+TEST_LIB_SRC := tests/t_env_early.c
+TEST_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(filter-out $(TEST_LIB_SRC),$(wildcard tests/t_*.c)))
+TEST_LIBS := $(BUILD)/tests/libearly.so
 UNIT_SRC := $(wildcard tests/unit_*.c)
 UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # The unit tests link the core directly (no LD_PRELOAD, no hooks).
@@ -27,7 +30,7 @@ UNIT_CORE := preload/sys.c preload/alloc.c preload/config.c preload/pageset.c \
 
 .PHONY: all deps demo test bench install clean fuzz fuzz-build
 
-all: $(LIB) $(TEST_PROGS) $(UNIT_BINS)
+all: $(LIB) $(TEST_PROGS) $(TEST_LIBS) $(UNIT_BINS)
 
 deps:
 	@scripts/deps.sh
@@ -41,6 +44,10 @@ $(BUILD)/tests/t_%: tests/t_%.c tests/tprog.h include/writewatch.h
 	@mkdir -p $(BUILD)/tests
 	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -Iinclude -Itests $< -o $@ -lpthread -ldl
 
+$(BUILD)/tests/libearly.so: tests/t_env_early.c
+	@mkdir -p $(BUILD)/tests
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -fPIC -shared $< -o $@ -lpthread
+
 $(BUILD)/tests/unit_%: tests/unit_%.c $(UNIT_CORE) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(filter-out -fvisibility=hidden,$(WW_CFLAGS)) -Itests $< $(UNIT_CORE) -o $@ -lpthread
@@ -50,6 +57,17 @@ demo: $(LIB)
 
 test: all
 	@scripts/run-tests.sh
+
+# Benchmarks (tests/bench/, issue 5): `make bench` runs the suite (about 10 minutes) and writes
+# build/bench/results.json and results.md; BENCH_QUICK=1 runs it once at tiny sizes.
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/b_*.c))
+
+$(BUILD)/bench/b_%: tests/bench/b_%.c tests/bench/bench.h include/writewatch.h include/ww_uapi.h
+	@mkdir -p $(BUILD)/bench
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude $< -o $@ -ldl
+
+bench: $(LIB) $(BENCH_BINS)
+	@python3 tests/bench/bench.py
 
 install: $(LIB)
 	install -d $(DESTDIR)$(PREFIX)/lib/writewatch $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include

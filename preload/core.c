@@ -332,6 +332,7 @@ void ww_init(void)
 	ww_real_resolve();
 	if (getauxval(AT_SECURE)) /* setuid and friends: do nothing at all */
 		goto out;
+	ww_stderr_note(); /* before the first warning: the configuration's */
 	ww_config_parse(&ww.cfg, env_get);
 	if (ww.cfg.disable)
 		goto out;
@@ -462,12 +463,16 @@ static size_t strip_preload(const char *val, char *out, size_t cap)
 }
 
 /* The environment for an exec: marks the new image as exec'd (cause "exec" in its header) and,
- * with WRITEWATCH_FOLLOW=0, removes the shim from LD_PRELOAD. Returns envp itself when there is
- * nothing to change or no memory; otherwise an array in *scratch that ww_exec_env_free frees. */
+ * with WRITEWATCH_FOLLOW=0, removes the shim from LD_PRELOAD. The mark goes only into an
+ * environment that still preloads the shim: an image that will not load us (`env -i`, a
+ * program's own clean environment) must get exactly the environment it was given. Returns envp
+ * itself when there is nothing to change or no memory; otherwise an array in *scratch that
+ * ww_exec_env_free frees. */
 char **ww_exec_env(char *const envp[], char **scratch)
 {
 	static char preload[4096], mark[48];
 	size_t n = 0, count = 0;
+	bool loads_us = false;
 	*scratch = NULL;
 	if (!ww_ready() || !envp)
 		return (char **)envp;
@@ -487,9 +492,12 @@ char **ww_exec_env(char *const envp[], char **scratch)
 			env[n++] = preload;
 			continue;
 		}
+		if (!strncmp(envp[i], "LD_PRELOAD=", 11) &&
+		    strstr(envp[i] + 11, "libwritewatch.so")) /* the name strip_preload matches */
+			loads_us = true;
 		env[n++] = envp[i];
 	}
-	if (ww.cfg.follow) {
+	if (ww.cfg.follow && loads_us) {
 		ww_fmt(mark, sizeof mark, "WRITEWATCH_EXEC_PID=%d", (int)ww.pid);
 		env[n++] = mark;
 	}

@@ -75,7 +75,7 @@ WW_EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
 	}
 	if (!enter())
 		return ww_real.mremap(old, oldlen, newlen, flags, new_addr);
-	ww_on_mremap_pre((uintptr_t)old, oldlen);
+	ww_on_mremap_pre((uintptr_t)old, oldlen, (uintptr_t)new_addr, newlen, flags);
 	void *p = ww_real.mremap(old, oldlen, newlen, flags, new_addr);
 	int saved = errno;
 	if (p != MAP_FAILED)

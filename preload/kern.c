@@ -15,11 +15,7 @@
 
 static int move_high(int fd)
 {
-	long nfd = ww_sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, WW_FD_BASE, 0, 0, 0);
-	if (nfd < 0)
-		return fd; /* a low limit on descriptors: keep the original */
-	ww_sys_close(fd);
-	return (int)nfd;
+	return ww_fd_move_high(fd, WW_FD_BASE);
 }
 
 static bool same_file(int fd, dev_t dev, ino_t ino)
@@ -180,7 +176,7 @@ long ww_kern_scan(struct ww_kern *k, uintptr_t start, uintptr_t end, enum ww_sca
 		.return_mask = PAGE_IS_WRITTEN,
 	};
 	uintptr_t at = start;
-	uintptr_t last_end = 0; /* without re-arm a page can come back twice: clip it */
+	uintptr_t last_end = 0; /* runs must reach fn in ascending order: clip any overlap */
 	while (at < end) {
 		arg.start = at;
 		arg.end = end;
@@ -200,6 +196,15 @@ long ww_kern_scan(struct ww_kern *k, uintptr_t start, uintptr_t end, enum ww_sca
 			if (mode != WW_SCAN_DISCARD && fn)
 				fn(ctx, WW_PAGE(s), pages);
 		}
+		/* The kernel walks in batches of at most 512 entries and sets walk_end only when a
+		 * batch fills up; when a later batch then walks on to the end, walk_end stays where
+		 * the full batch stopped (seen on 6.18: walk_end thousands of pages behind the last
+		 * run returned). A call that did not fill our vector walked the whole range, and so
+		 * did one whose walk_end lies behind its own last run. Scanning again from such a
+		 * walk_end re-reads pages this call already re-armed: the clip above would drop the
+		 * writes other threads made there in between, and the re-arm would hide them. */
+		if (n < k->vec_len || (n > 0 && arg.walk_end < vec[n - 1].end))
+			break;
 		if (arg.walk_end <= at)
 			break; /* no progress: never loop forever on a kernel quirk */
 		at = (uintptr_t)arg.walk_end;

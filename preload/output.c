@@ -83,11 +83,7 @@ int ww_out_open(struct ww_out *o, const char *tmpl, const char *dir, pid_t pid, 
 		o->failed = true;
 		return fd;
 	}
-	long hi = ww_sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, WW_OUT_FD_BASE, 0, 0, 0);
-	if (hi >= 0) {
-		ww_sys_close(fd);
-		fd = (int)hi;
-	}
+	fd = ww_fd_move_high(fd, WW_OUT_FD_BASE);
 	struct stat st;
 	ww_sys(SYS_fstat, fd, (long)&st, 0, 0, 0, 0);
 	o->dev = st.st_dev;
@@ -112,11 +108,7 @@ static bool ensure_ours(struct ww_out *o)
 		ww_sys_close(fd);
 		return false;
 	}
-	long hi = ww_sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, WW_OUT_FD_BASE, 0, 0, 0);
-	if (hi >= 0) {
-		ww_sys_close(fd);
-		fd = (int)hi;
-	}
+	fd = ww_fd_move_high(fd, WW_OUT_FD_BASE);
 	o->fd = fd; /* the old number belongs to the program now: never close it */
 	return true;
 }

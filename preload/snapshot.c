@@ -10,12 +10,19 @@
 
 /* ---- reading the VMAs ---- */
 
+/* An array a growth replaced, kept (linked through its own first bytes) until the read ends. */
+struct retired_array {
+	struct retired_array *next;
+	size_t bytes;
+};
+
 struct vma_list {
 	struct ww_vma *v;
 	size_t n, cap;
 	struct ww_vma prev; /* the previous line, for the thread-stack guess */
 	bool have_prev;
 	bool oom;
+	struct retired_array *retired;
 };
 
 static struct vma_list vmas; /* reused between snapshots; lock held */
@@ -30,8 +37,14 @@ static bool vma_push(struct vma_list *l, const struct ww_vma *v)
 			return false;
 		}
 		if (l->v) {
+			/* Not freed yet: a large array is unmapped by ww_free, and its line may already
+			 * sit in the maps buffer, unparsed; parsed after the unmap it would no longer be
+			 * our memory and would be taken for the program's. */
 			memcpy(nv, l->v, l->n * sizeof *nv);
-			ww_free(l->v, l->cap * sizeof *nv);
+			struct retired_array *old = (struct retired_array *)l->v;
+			old->bytes = l->cap * sizeof *nv;
+			old->next = l->retired;
+			l->retired = old;
 		}
 		l->v = nv;
 		l->cap = cap;
@@ -78,7 +91,13 @@ static int read_vmas(void)
 	vmas.n = 0;
 	vmas.have_prev = false;
 	vmas.oom = false;
-	return ww_maps_each(on_vma, &vmas);
+	int rc = ww_maps_each(on_vma, &vmas);
+	while (vmas.retired) {
+		struct retired_array *r = vmas.retired;
+		vmas.retired = r->next;
+		ww_free(r, r->bytes);
+	}
+	return rc;
 }
 
 /* Index of the first VMA with end > addr. */
@@ -145,11 +164,14 @@ static void find_gone(void)
 			range_push(&gone, at, r->end);
 		r->prot = prot;
 	}
+	/* Each gone range lies inside one region: a whole region or a part of one, and a part
+	 * counts as one retired region, as for a hooked munmap (docs/format.md). */
 	for (size_t i = 0; i < gone.n; i++) {
-		struct ww_region *whole = ww_rt_find(&ww.table, gone.v[i].start);
-		if (whole && whole->end == gone.v[i].end)
+		uint64_t bytes = ww_rt_cut(&ww.table, gone.v[i].start, gone.v[i].end);
+		if (bytes) {
 			ww.table.iv.retired_regions++;
-		ww.table.iv.retired_bytes += ww_rt_cut(&ww.table, gone.v[i].start, gone.v[i].end);
+			ww.table.iv.retired_bytes += bytes;
+		}
 	}
 }
 
@@ -579,8 +601,15 @@ static uint64_t mremap_tail_pages;
 static uint64_t mremap_id;
 static enum ww_kind mremap_kind;
 
-void ww_on_mremap_pre(uintptr_t old, size_t oldlen)
+void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags)
 {
+	/* MREMAP_FIXED first unmaps whatever is at the destination: harvest it as munmap would,
+	 * so its writes of this interval count in retired_written_bytes (the post hook retires
+	 * it). Without the flag the destination was free: nothing to carry over. */
+	if (flags & MREMAP_FIXED)
+		ww_on_munmap_pre(dest, newlen);
+	else
+		munmap_pending_pages = 0;
 	struct ww_region *r = ww_rt_find(&ww.table, old);
 	mremap_tail_pages = 0;
 	mremap_id = (r && r->end == old + oldlen) ? r->id : 0;
@@ -609,9 +638,10 @@ void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t 
 	}
 	if (!tracked)
 		return;
-	/* Moved: whatever was at the destination is gone (MREMAP_FIXED), then the bits of the old
-	 * range move to the new one before the old range leaves the table. */
-	ww.table.iv.retired_bytes += ww_rt_cut(&ww.table, new_addr, new_addr + newlen);
+	/* Moved: whatever was at the destination is gone (MREMAP_FIXED: retired like an munmap,
+	 * with the writes the pre hook harvested), then the bits of the old range move to the new
+	 * one before the old range leaves the table. */
+	ww_on_munmap_post(new_addr, newlen);
 	uint64_t keep = oldlen < newlen ? oldlen : newlen;
 	if (oldlen > newlen)
 		ww.table.iv.retired_written_pages += ww_ps_count(

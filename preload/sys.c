@@ -7,12 +7,21 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 bool ww_quiet;
 int ww_warn_fd = 2;
+
+/* The stderr the process started with (see ww_stderr_note). */
+static struct {
+	bool noted, open;
+	dev_t dev;
+	ino_t ino;
+} err_id;
 
 long ww_sys(long nr, long a, long b, long c, long d, long e, long f)
 {
@@ -92,6 +101,23 @@ int ww_write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)r;
 	}
 	return 0;
+}
+
+int ww_fd_move_high(int fd, int base)
+{
+	long nfd = ww_sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, base, 0, 0, 0);
+	if (nfd == -EINVAL) {
+		/* base is at or above RLIMIT_NOFILE: use the top of the allowed range instead, so
+		 * the program still gets the small numbers it would get without us. */
+		struct rlimit rl;
+		if (ww_sys(SYS_getrlimit, RLIMIT_NOFILE, (long)&rl, 0, 0, 0, 0) == 0 &&
+		    rl.rlim_cur >= 32 && rl.rlim_cur < (rlim_t)base)
+			nfd = ww_sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (long)rl.rlim_cur - 16, 0, 0, 0);
+	}
+	if (nfd < 0)
+		return fd; /* no room up there: keep the original */
+	ww_sys_close(fd);
+	return (int)nfd;
 }
 
 static size_t put_str(char *buf, size_t pos, size_t cap, const char *s)
@@ -176,10 +202,30 @@ size_t ww_fmt(char *buf, size_t cap, const char *fmt, ...)
 	return n;
 }
 
+void ww_stderr_note(void)
+{
+	struct stat st;
+	err_id.open = ww_sys(SYS_fstat, ww_warn_fd, (long)&st, 0, 0, 0, 0) == 0;
+	err_id.dev = err_id.open ? st.st_dev : 0;
+	err_id.ino = err_id.open ? st.st_ino : 0;
+	err_id.noted = true;
+}
+
+/* A daemon closes its stderr and the number goes to its next open file (a log, a database): a
+ * line written to descriptor 2 then would corrupt it. Write only to the file noted at start. */
+static bool stderr_is_ours(void)
+{
+	struct stat st;
+	if (!err_id.noted)
+		return true;
+	return err_id.open && ww_sys(SYS_fstat, ww_warn_fd, (long)&st, 0, 0, 0, 0) == 0 &&
+	       st.st_dev == err_id.dev && st.st_ino == err_id.ino;
+}
+
 void ww_warn(const char *fmt, ...)
 {
 	char line[600];
-	if (ww_quiet)
+	if (ww_quiet || !stderr_is_ours())
 		return;
 	size_t n = ww_fmt(line, sizeof line, "%s", "writewatch: ");
 	va_list ap;

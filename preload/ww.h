@@ -29,6 +29,10 @@ uint64_t ww_now_ns(int clock);
 
 /* Write all of buf to fd, retrying short writes and EINTR. Returns 0 or -errno. */
 int ww_write_all(int fd, const void *buf, size_t len);
+/* Move fd out of the program's way, close-on-exec: to the lowest free number >= base, or below
+ * the descriptor limit when that is lower than base. Returns the new number and closes fd, or
+ * returns fd itself when there is no room. */
+int ww_fd_move_high(int fd, int base);
 
 /* One line on stderr, "writewatch: " + the formatted text + "\n", in one write(). Format
  * directives: %s, %d (int), %ld, %lu, %lx (with 0x), %%. Silent when WRITEWATCH_QUIET=1. */
@@ -41,6 +45,9 @@ void ww_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 	} while (0)
 extern bool ww_quiet;
 extern int ww_warn_fd; /* where ww_warn writes: stderr, except in the fuzzers */
+/* Remember which file ww_warn_fd is now (at start-up): ww_warn stays silent once the number
+ * names another file (or none), instead of writing into the program's own file. */
+void ww_stderr_note(void);
 
 /* Small string helpers that never allocate. ww_fmt formats like ww_warn into buf (always
  * NUL-terminated, truncated to cap), returning the length written. */
@@ -309,7 +316,7 @@ void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags);
 void ww_on_munmap_pre(uintptr_t addr, size_t len);
 void ww_on_munmap_post(uintptr_t addr, size_t len);
 void ww_on_discard_pre(uintptr_t addr, size_t len, int advice);
-void ww_on_mremap_pre(uintptr_t old, size_t oldlen);
+void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags);
 void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen);
 void ww_on_mprotect(uintptr_t addr, size_t len, int prot);
 

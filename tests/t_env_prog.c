@@ -14,7 +14,13 @@
  *   ready                          print "ready", then block until a line arrives on stdin
  *   sleep MS | spin MS             sleep / busy-loop writing page 0 of the last window
  *   sigstate SIG                   print whether SIG has the default action, is ignored or caught
- *   catch SIG | block SIG          install a counting handler / block SIG in this thread
+ *   catch SIG | catch1 SIG         install a counting handler with sigaction / signal()
+ *   block SIG                      block SIG in this thread
+ *   openfd PATH | close FD         open PATH (O_CREAT|O_APPEND) and print the descriptor / close
+ *   mapped TEXT                    print whether /proc/self/maps mentions TEXT
+ *   ramp N                         N 1-page maps of alternating protection, writable ones written
+ *   ownrace K                      snapshots while the shim's own VMA array moves (see ownrace)
+ *   vmas                           1-page maps of alternating protection until ENOMEM (C12)
  *   waitcount SIG N MS             wait until N deliveries or MS ms; print the count
  *   early                          adopt libearly.so's region as window "early" (see t_env_early.c)
  *   mmaptest WHAT                  hugetlb, noreplace, growsdown, 32bit: print the outcome
@@ -196,6 +202,83 @@ static void *map_private(size_t npages, int prot)
 	return p;
 }
 
+struct span {
+	unsigned long start, end;
+};
+
+/* The private anonymous read-write mappings now, into out (at most cap). */
+static size_t anon_rw(struct span *out, size_t cap)
+{
+	char line[512];
+	size_t n = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		tp_die("maps");
+	while (fgets(line, sizeof line, f)) {
+		unsigned long s, e, off, ino;
+		char perm[8], dev[16];
+		if (sscanf(line, "%lx-%lx %7s %lx %15s %lu", &s, &e, perm, &off, dev, &ino) == 6 &&
+		    ino == 0 && !strcmp(perm, "rw-p") && n < cap)
+			out[n++] = (struct span){s, e};
+	}
+	fclose(f);
+	return n;
+}
+
+static void ramp(long n)
+{
+	for (long k = 0; k < n; k++) {
+		char *p = map_private(1, k % 2 ? PROT_READ : PROT_READ | PROT_WRITE);
+		if (!(k % 2))
+			p[0] = 1;
+	}
+}
+
+/* The shim's VMA array outgrows 512 entries in snapshot r1 and gets a mapping of its own, B;
+ * then k 1-page mappings go right below B, so that in snapshot r2 the array must grow again
+ * (the 1025th VMA) just before B's line is parsed: B is replaced while its line waits in the
+ * maps buffer. B's old range must not be taken for program memory. */
+static void ownrace(long k)
+{
+	static struct span before[8192], after[8192];
+	size_t nb = anon_rw(before, 8192);
+	ramp(600);
+	if (writewatch_snapshot("r1") != 0)
+		tp_die("snapshot r1");
+	size_t na = anon_rw(after, 8192), found = 0;
+	struct span b = {0, 0};
+	for (size_t i = 0; i < na; i++) {
+		size_t pages = (after[i].end - after[i].start) / TP_PAGE, j;
+		for (j = 0; j < nb; j++)
+			if (before[j].start == after[i].start && before[j].end == after[i].end)
+				break;
+		if (j == nb && pages >= 8 && pages != 256) { /* not ours, not a 1 MiB arena */
+			b = after[i];
+			found++;
+		}
+	}
+	if (found != 1) {
+		printf("ownrace unarmed (%zu candidates)\n", found);
+		return;
+	}
+	info_line("{\"window\":\"ownrace\",\"start\":\"0x%lx\",\"npages\":%lu,\"tracked\":false}\n",
+		  b.start, (b.end - b.start) / TP_PAGE);
+	unsigned long at = b.start;
+	for (long made = 0; made < k;) {
+		at -= TP_PAGE;
+		char *p = mmap((void *)at, TP_PAGE, made % 2 ? PROT_READ : PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p == MAP_FAILED)
+			continue;
+		if (!(made % 2))
+			p[0] = 1;
+		made++;
+	}
+	if (writewatch_snapshot("r2") != 0 || writewatch_snapshot("r3") != 0)
+		tp_die("snapshot r2/r3");
+	printf("ownrace armed\n");
+}
+
 static void mmaptest(const char *what)
 {
 	void *p;
@@ -352,6 +435,47 @@ int main(int argc, char **argv)
 			sigemptyset(&sa.sa_mask);
 			if (sigaction(parse_sig(ARG()), &sa, NULL) != 0)
 				tp_die("sigaction");
+		} else if (!strcmp(cmd, "catch1")) {
+			if (signal(parse_sig(ARG()), on_sig) == SIG_ERR)
+				tp_die("signal");
+		} else if (!strcmp(cmd, "openfd")) {
+			int fd = open(ARG(), O_RDWR | O_CREAT | O_APPEND, 0644);
+			printf("fd %d\n", fd);
+		} else if (!strcmp(cmd, "close")) {
+			close(atoi(ARG()));
+		} else if (!strcmp(cmd, "mapped")) {
+			const char *name = ARG();
+			char line[4096];
+			int found = 0;
+			FILE *f = fopen("/proc/self/maps", "r");
+			while (f && fgets(line, sizeof line, f))
+				found |= strstr(line, name) != NULL;
+			if (f)
+				fclose(f);
+			printf("mapped %s %s\n", name, found ? "yes" : "no");
+		} else if (!strcmp(cmd, "ramp")) {
+			ramp(strtol(ARG(), NULL, 10));
+		} else if (!strcmp(cmd, "ownrace")) {
+			ownrace(strtol(ARG(), NULL, 10));
+		} else if (!strcmp(cmd, "vmas")) {
+			/* C12: 1-page mappings with alternating protections (no two merge) until the
+			 * kernel refuses; print how many. */
+			static void *maps[1 << 20];
+			long n = 0;
+			int err = 0;
+			for (; n < (long)(sizeof maps / sizeof maps[0]); n++) {
+				maps[n] = mmap(NULL, TP_PAGE, n % 2 ? PROT_READ : PROT_READ | PROT_WRITE,
+					       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+				if (maps[n] == MAP_FAILED) {
+					err = errno;
+					break;
+				}
+			}
+			/* Give them back before anything else needs a mapping (stdio buffers). */
+			for (long k = 0; k < n; k++)
+				munmap(maps[k], TP_PAGE);
+			printf("vmas %s\n", err ? errname(err) : "no-limit");
+			info_line("{\"vmas\":%ld}\n", n);
 		} else if (!strcmp(cmd, "block")) {
 			sigset_t set;
 			sigemptyset(&set);

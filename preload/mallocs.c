@@ -1,0 +1,109 @@
+/* glibc's malloc, seen from outside: the malloc family is interposed only to learn which blocks
+ * glibc served with its own (unhookable) mmap, read from the chunk header's IS_MMAPPED bit. Any
+ * other allocator behind us is passed through untouched. */
+#define _GNU_SOURCE
+#include "ww.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+
+struct ww_next_alloc ww_next;
+int ww_malloc_state;   /* 0 unresolved, -1 resolving (dlsym may allocate), 1 resolved */
+bool ww_glibc_chunks;  /* the allocator behind us is glibc's and its chunk layout checked out */
+
+/* dlsym's own allocations while we resolve come from here; they are never freed. */
+static char boot[64 * 1024] __attribute__((aligned(64)));
+static size_t boot_used;
+
+extern void *__libc_malloc(size_t);
+
+void *ww_boot_alloc(size_t n, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	size_t hdr = align; /* the size sits just before the block, for realloc */
+	size_t at = __atomic_load_n(&boot_used, __ATOMIC_RELAXED), start, end;
+	do {
+		start = (at + hdr + align - 1) & ~(align - 1);
+		end = start + n;
+		if (end > sizeof boot)
+			return NULL;
+	} while (!__atomic_compare_exchange_n(&boot_used, &at, end, true, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	((size_t *)(boot + start))[-1] = n;
+	return boot + start;
+}
+
+bool ww_boot_owns(const void *p)
+{
+	return (const char *)p >= boot && (const char *)p < boot + sizeof boot;
+}
+
+size_t ww_boot_size(const void *p)
+{
+	return ((const size_t *)p)[-1];
+}
+
+/* glibc's chunk: prev_size, size|flags, then the user block. An mmapped chunk's mapping starts
+ * prev_size bytes before the chunk (alignment padding) and is prev_size + size long. */
+#define WW_IS_MMAPPED 0x2
+
+bool ww_chunk_mapping(const void *p, uintptr_t *start, size_t *len)
+{
+	const size_t *h = (const size_t *)p;
+	size_t size = h[-1];
+	if (!(size & WW_IS_MMAPPED))
+		return false;
+	size_t pad = h[-2];
+	*start = (uintptr_t)p - 2 * sizeof(size_t) - pad;
+	*len = (size & ~(size_t)7) + pad;
+	return true;
+}
+
+/* The layout check: a block far above any mmap threshold must come back mmapped, page aligned,
+ * and large enough, or we do not trust our reading of glibc's headers. */
+static bool chunks_check_out(void)
+{
+	const size_t n = 64u << 20; /* above glibc's largest dynamic threshold (32 MiB) */
+	void *p = ww_next.malloc(n);
+	uintptr_t start;
+	size_t len;
+	bool ok = p && ww_chunk_mapping(p, &start, &len) && (start & 4095) == 0 &&
+		  (len & 4095) == 0 && len >= n && start + len >= (uintptr_t)p + n;
+	if (p)
+		ww_next.free(p);
+	return ok;
+}
+
+bool ww_malloc_resolve(void)
+{
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&ww_malloc_state, &expected, -1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return __atomic_load_n(&ww_malloc_state, __ATOMIC_ACQUIRE) == 1;
+	struct ww_next_alloc n;
+	n.malloc = dlsym(RTLD_NEXT, "malloc");
+	n.free = dlsym(RTLD_NEXT, "free");
+	n.calloc = dlsym(RTLD_NEXT, "calloc");
+	n.realloc = dlsym(RTLD_NEXT, "realloc");
+	n.memalign = dlsym(RTLD_NEXT, "memalign");
+	n.posix_memalign = dlsym(RTLD_NEXT, "posix_memalign");
+	n.aligned_alloc = dlsym(RTLD_NEXT, "aligned_alloc");
+	n.valloc = dlsym(RTLD_NEXT, "valloc");
+	n.pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+	if (!n.malloc || !n.free || !n.calloc || !n.realloc) {
+		/* No allocator behind us to forward to: there is no safe way on. */
+		n.malloc = __libc_malloc;
+	}
+	ww_next = n;
+	__atomic_store_n(&ww_malloc_state, 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+void ww_malloc_configure(bool want)
+{
+	/* Only glibc's own malloc has the headers we read; another allocator behind us is left
+	 * alone, and its memory is found through the mmap hook or /proc/self/maps. */
+	ww_glibc_chunks = want && ww_next.malloc == __libc_malloc && chunks_check_out();
+}

@@ -1,0 +1,109 @@
+/* The module table for offline symbolization: path, address range, load bias and GNU build-id
+ * of every loaded object, written as "module" records once each (and again after dlopen). */
+#define _GNU_SOURCE
+#include "ww.h"
+
+#include <elf.h>
+#include <link.h>
+#include <string.h>
+
+#define WW_MAX_MODULES 1024
+
+static uintptr_t emitted[WW_MAX_MODULES]; /* load bias + first segment of modules written */
+static size_t nemitted;
+static unsigned long long last_adds;
+
+struct emit_ctx {
+	struct ww_buf *b;
+	uint64_t seq;
+};
+
+static bool already(uintptr_t key)
+{
+	for (size_t i = 0; i < nemitted; i++)
+		if (emitted[i] == key)
+			return true;
+	return false;
+}
+
+static void build_id(struct ww_buf *b, const struct dl_phdr_info *info)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+			const char *name = p + sizeof *n;
+			const unsigned char *desc = (const unsigned char *)name + ((n->n_namesz + 3) & ~3u);
+			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && !memcmp(name, "GNU", 4) &&
+			    (const char *)desc + n->n_descsz <= end) {
+				char hex[2 * 64 + 1];
+				size_t len = n->n_descsz > 64 ? 64 : n->n_descsz;
+				for (size_t k = 0; k < len; k++) {
+					hex[2 * k] = "0123456789abcdef"[desc[k] >> 4];
+					hex[2 * k + 1] = "0123456789abcdef"[desc[k] & 15];
+				}
+				hex[2 * len] = 0;
+				ww_buf_str(b, ",\"build_id\":\"");
+				ww_buf_str(b, hex);
+				ww_buf_str(b, "\"");
+				return;
+			}
+			p = (const char *)desc + ((n->n_descsz + 3) & ~3u);
+		}
+	}
+}
+
+static int on_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct emit_ctx *c = arg;
+	(void)size;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t s = info->dlpi_addr + ph->p_vaddr, e = s + ph->p_memsz;
+		if (s < lo)
+			lo = s;
+		if (e > hi)
+			hi = e;
+	}
+	if (hi == 0 || already(lo) || nemitted == WW_MAX_MODULES)
+		return 0;
+	emitted[nemitted++] = lo;
+	char exe[512];
+	const char *path = info->dlpi_name;
+	if (!path || !*path) { /* the main program has an empty name */
+		long n = ww_sys(SYS_readlink, (long)"/proc/self/exe", (long)exe, sizeof exe - 1, 0, 0, 0);
+		exe[n > 0 ? n : 0] = 0;
+		path = exe;
+	}
+	ww_buf_str(c->b, "{\"type\":\"module\",\"seq\":");
+	ww_buf_u64(c->b, c->seq);
+	ww_buf_str(c->b, ",\"path\":");
+	ww_buf_json_str(c->b, path);
+	ww_buf_str(c->b, ",\"start\":");
+	ww_buf_hex(c->b, lo);
+	ww_buf_str(c->b, ",\"end\":");
+	ww_buf_hex(c->b, hi);
+	ww_buf_str(c->b, ",\"bias\":");
+	ww_buf_hex(c->b, info->dlpi_addr);
+	build_id(c->b, info);
+	ww_buf_str(c->b, "}\n");
+	last_adds = info->dlpi_adds;
+	return 0;
+}
+
+void ww_modules_emit(struct ww_buf *b, uint64_t seq)
+{
+	struct emit_ctx c = {b, seq};
+	dl_iterate_phdr(on_module, &c);
+}
+
+void ww_modules_fork_child(void)
+{
+	nemitted = 0; /* the child's file needs the table again */
+}
