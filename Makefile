@@ -13,8 +13,9 @@ WW_LDFLAGS := -shared -Wl,-z,defs -Wl,--version-script=preload/writewatch.map \
 
 CORE_SRC := preload/sys.c preload/alloc.c preload/config.c preload/pageset.c \
 	preload/regions.c preload/maps.c preload/kern.c preload/json.c preload/output.c \
-	preload/snapshot.c preload/core.c preload/real.c
-LIB_SRC := $(CORE_SRC) preload/hooks.c
+	preload/snapshot.c preload/events.c preload/sites.c preload/stack.c preload/modules.c \
+	preload/mallocs.c preload/core.c preload/real.c
+LIB_SRC := $(CORE_SRC) preload/hooks.c preload/hooks_alloc.c
 HDRS := $(wildcard preload/*.h include/*.h)
 LIB := $(BUILD)/libwritewatch.so
 
@@ -26,7 +27,7 @@ UNIT_SRC := $(wildcard tests/unit_*.c)
 UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # The unit tests link the core directly (no LD_PRELOAD, no hooks).
 UNIT_CORE := preload/sys.c preload/alloc.c preload/config.c preload/pageset.c \
-	preload/regions.c preload/maps.c preload/json.c
+	preload/regions.c preload/maps.c preload/json.c preload/sites.c
 
 .PHONY: all deps demo test bench install clean fuzz fuzz-build
 
@@ -38,7 +39,7 @@ deps:
 $(LIB): | deps
 $(LIB): $(LIB_SRC) $(HDRS) preload/writewatch.map
 	@mkdir -p $(BUILD)
-	$(CC) $(WW_CFLAGS) $(LIB_SRC) -o $@ $(WW_LDFLAGS) -lpthread -ldl
+	$(CC) $(WW_CFLAGS) $(LIB_SRC) -o $@ $(WW_LDFLAGS) -lpthread -ldl -lgcc_s
 
 $(BUILD)/tests/t_%: tests/t_%.c tests/tprog.h include/writewatch.h
 	@mkdir -p $(BUILD)/tests

@@ -6,7 +6,7 @@
 #include <signal.h>
 #include <string.h>
 
-enum ww_opt_type { WW_OPT_BOOL, WW_OPT_LONG, WW_OPT_SIGNAL, WW_OPT_STRING };
+enum ww_opt_type { WW_OPT_BOOL, WW_OPT_LONG, WW_OPT_SIGNAL, WW_OPT_STRING, WW_OPT_METHOD };
 
 struct ww_opt {
 	const char *name;
@@ -26,6 +26,8 @@ static const struct ww_opt opts[] = {
 	{"WRITEWATCH_QUIET", WW_OPT_BOOL, OFF(quiet), 0, 0, "0"},
 	{"WRITEWATCH_SCAN_VEC", WW_OPT_LONG, OFF(scan_vec), 1, 65536, "1024"},
 	{"WRITEWATCH_DISABLE", WW_OPT_BOOL, OFF(disable), 0, 0, "0"},
+	{"WRITEWATCH_STACK_DEPTH", WW_OPT_LONG, OFF(stack_depth), 0, WW_MAX_DEPTH, "16"},
+	{"WRITEWATCH_METHOD", WW_OPT_METHOD, OFF(discovery), 0, 0, "auto"},
 };
 
 static bool parse_long(const char *s, long *out)
@@ -141,6 +143,11 @@ static bool apply(struct ww_config *cfg, const struct ww_opt *o, const char *v)
 			return false;
 		*(int *)field = sig;
 		return true;
+	case WW_OPT_METHOD:
+		if (strcasecmp(v, "auto") && strcasecmp(v, "discovery"))
+			return false;
+		*(bool *)field = !strcasecmp(v, "discovery");
+		return true;
 	case WW_OPT_STRING:
 		if (!*v || strlen(v) >= sizeof cfg->output)
 			return false;
@@ -171,6 +178,9 @@ void ww_config_parse(struct ww_config *cfg, const char *(*get)(const char *name)
 				ww_warn("%s=%s is not a usable signal (a name like USR2 or RTMIN+3, a "
 					"number, or none); using %s",
 					o->name, v, o->def_text);
+			else if (o->type == WW_OPT_METHOD)
+				ww_warn("%s=%s is not auto or discovery; using %s", o->name, v,
+					o->def_text);
 			else if (o->type == WW_OPT_BOOL)
 				ww_warn("%s=%s is not 0 or 1; using %s", o->name, v, o->def_text);
 			else

@@ -37,9 +37,32 @@ void ww_unlock(void)
 	pthread_mutex_unlock(&core_lock);
 }
 
+/* A child made without fork()'s handlers (_Fork, a raw clone) inherits our state and the
+ * parent's descriptors: tracking there would scan and re-arm the parent's memory and write into
+ * the parent's file. The kernel zeroes a MADV_WIPEONFORK page in every such child, so this flag
+ * reads 0 there and the shim stands aside; fork_child sets it again. */
+static int live_fallback = 1;
+static volatile int *live = &live_fallback;
+
+static void live_flag_init(void)
+{
+	size_t len = 1ul << ww_page_shift;
+	void *pg = ww_sys_mmap(NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (pg == MAP_FAILED)
+		return;
+	if (ww_sys(SYS_madvise, (long)pg, (long)len, MADV_WIPEONFORK, 0, 0, 0) != 0) {
+		ww_sys_munmap(pg, len);
+		return;
+	}
+	ww_own_note((uintptr_t)pg, (uintptr_t)pg + len);
+	live = pg;
+	*live = 1;
+}
+
 bool ww_ready(void)
 {
-	return __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == 2 && ww.tracking;
+	return __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == 2 && ww.tracking && *live;
 }
 
 /* ---- the header record ---- */
@@ -65,8 +88,7 @@ static void write_header(const char *cause, pid_t parent, const char *off_reason
 	struct ww_buf b = {0};
 	static char args[16384];
 	char exe[1024], sig[16];
-	long n = ww_sys(SYS_readlink, (long)"/proc/self/exe", (long)exe, sizeof exe - 1, 0, 0, 0);
-	exe[n > 0 ? n : 0] = 0;
+	ww_self_exe(exe, sizeof exe);
 	ww_buf_str(&b, "{\"type\":\"header\",\"format\":1,\"tool\":\"writewatch\",\"version\":\"" WW_VERSION
 		       "\",\"pid\":");
 	ww_buf_u64(&b, (uint64_t)ww.pid);
@@ -105,8 +127,13 @@ static void write_header(const char *cause, pid_t parent, const char *off_reason
 	} else {
 		ww_buf_str(&b, ",\"tracking\":\"on\"");
 	}
-	ww_buf_str(&b, ",\"method\":\"uffd-wp-async+pagemap-scan\",\"discovery\":\"hooks+proc-maps\","
-		       "\"tracked\":[\"anonymous-private\"],\"untracked\":[\"shared\",\"file-backed\"]}\n");
+	/* How regions are found: glibc's own mappings are seen as they happen only while the
+	 * malloc family is interposed on glibc; otherwise /proc/self/maps finds them later. */
+	ww_buf_str(&b, ",\"method\":\"uffd-wp-async+pagemap-scan\",\"discovery\":\"");
+	ww_buf_str(&b, ww_glibc_chunks ? "hooks+glibc-malloc+pthread+proc-maps" : "hooks+proc-maps");
+	ww_buf_str(&b, "\",\"stack_depth\":");
+	ww_buf_u64(&b, (uint64_t)ww.cfg.stack_depth);
+	ww_buf_str(&b, ",\"tracked\":[\"anonymous-private\"],\"untracked\":[\"shared\",\"file-backed\"]}\n");
 	if (!b.oom)
 		ww_out_write(&ww.out, b.data, b.len);
 	ww_buf_free(&b);
@@ -154,6 +181,19 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
+/* Every trigger comes here. The module table is refreshed before the lock (it takes the
+ * loader's lock); nothing is written after the exit snapshot. */
+static int take_snapshot(enum ww_trigger trig, const char *label)
+{
+	ww_modules_refresh();
+	ww_lock();
+	int rc = ww.finished ? -ENOSYS : ww_snapshot_locked(trig, label);
+	if (trig == WW_TRIG_EXIT)
+		ww.finished = true;
+	ww_unlock();
+	return rc;
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -179,10 +219,7 @@ static void *writer_main(void *arg)
 		if (rc != 0 && errno != ETIMEDOUT)
 			continue;
 		signal_pending = 0;
-		ww_lock();
-		if (!ww.finished)
-			ww_snapshot_locked(trig, NULL);
-		ww_unlock();
+		take_snapshot(trig, NULL);
 	}
 	return NULL;
 }
@@ -287,6 +324,7 @@ static void fork_child(void)
 	pid_t parent = ww.pid;
 	int saved = errno;
 	ww_in_shim++;
+	*live = 1; /* wiped by the fork; this child is tracked (or not) by what follows */
 	pthread_mutex_init(&core_lock, NULL);
 	sem_init(&wake, 0, 0);
 	writer_running = false;
@@ -298,6 +336,9 @@ static void fork_child(void)
 		ww.finished = false;
 		ww_ps_free(&ww.table.ever);
 		ww_ps_free(&ww.table.pending);
+		ww_ps_free(&ww.table.live);
+		ww_sites_fork_child();
+		ww_modules_fork_child();
 		for (struct ww_region *r = ww.table.regions; r; r = r->hh.next) {
 			r->ever_pages = 0;
 			r->flags = 0;
@@ -336,6 +377,9 @@ void ww_init(void)
 	ww_config_parse(&ww.cfg, env_get);
 	if (ww.cfg.disable)
 		goto out;
+	ww_stack_init();
+	ww_malloc_resolve();
+	ww_malloc_configure(!ww.cfg.discovery);
 	unsigned long ps = getauxval(AT_PAGESZ);
 	ww_page_shift = (unsigned long)__builtin_ctzl(ps ? ps : 4096);
 	long n = ww_sys(SYS_getcwd, (long)ww.start_dir, sizeof ww.start_dir, 0, 0, 0, 0);
@@ -343,6 +387,7 @@ void ww_init(void)
 		ww.start_dir[0] = 0;
 	read_comm();
 	note_own_bss();
+	live_flag_init();
 	sem_init(&wake, 0, 0);
 	const char *exec_pid = getenv("WRITEWATCH_EXEC_PID");
 	bool after_exec = false;
@@ -377,12 +422,7 @@ __attribute__((destructor)) static void ww_destructor(void)
 		return;
 	int saved = errno;
 	ww_in_shim++;
-	ww_lock();
-	if (!ww.finished) {
-		ww_snapshot_locked(WW_TRIG_EXIT, NULL);
-		ww.finished = true;
-	}
-	ww_unlock();
+	take_snapshot(WW_TRIG_EXIT, NULL);
 	ww_in_shim--;
 	errno = saved;
 }
@@ -430,9 +470,7 @@ void ww_before_exec(void)
 	if (!ww_ready() || ww_in_shim || ww_sys_getpid() != ww.pid)
 		return; /* a vfork child shares our memory: leave the parent's state alone */
 	ww_in_shim++;
-	ww_lock();
-	ww_snapshot_locked(WW_TRIG_EXEC, NULL);
-	ww_unlock();
+	take_snapshot(WW_TRIG_EXEC, NULL);
 	ww_in_shim--;
 }
 
@@ -529,9 +567,7 @@ __attribute__((visibility("default"))) int writewatch_snapshot(const char *label
 		return -1;
 	}
 	ww_in_shim++;
-	ww_lock();
-	int rc = ww.finished ? -ENOSYS : ww_snapshot_locked(WW_TRIG_API, label);
-	ww_unlock();
+	int rc = take_snapshot(WW_TRIG_API, label);
 	ww_in_shim--;
 	if (rc < 0) {
 		errno = -rc;

@@ -33,6 +33,11 @@ static void leave(int saved_errno)
 
 WW_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
+	uintptr_t frames[WW_MAX_DEPTH];
+	int depth = 0;
+	/* The caller's stack, taken before the lock: only for memory we will track. */
+	if ((flags & MAP_ANONYMOUS) && !(flags & MAP_SHARED) && !ww_in_shim && ww_ready())
+		depth = ww_stack_capture(frames, (int)ww.cfg.stack_depth);
 	if (!enter())
 		return ww_real.mmap(addr, len, prot, flags, fd, off);
 	if (flags & MAP_FIXED)
@@ -40,7 +45,7 @@ WW_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 	void *p = ww_real.mmap(addr, len, prot, flags, fd, off);
 	int saved = errno;
 	if (p != MAP_FAILED)
-		ww_on_mmap((uintptr_t)p, len, prot, flags);
+		ww_on_mmap((uintptr_t)p, len, prot, flags, frames, depth);
 	leave(saved);
 	return p;
 }

@@ -9,13 +9,13 @@
 
 #define WW_MAX_MODULES 1024
 
-static uintptr_t emitted[WW_MAX_MODULES]; /* load bias + first segment of modules written */
+static uintptr_t emitted[WW_MAX_MODULES]; /* start address of the modules described */
 static size_t nemitted;
-static unsigned long long last_adds;
+static struct ww_buf pending; /* records collected, not yet written */
+static int lock;
 
 struct emit_ctx {
 	struct ww_buf *b;
-	uint64_t seq;
 };
 
 static bool already(uintptr_t key)
@@ -77,13 +77,10 @@ static int on_module(struct dl_phdr_info *info, size_t size, void *arg)
 	char exe[512];
 	const char *path = info->dlpi_name;
 	if (!path || !*path) { /* the main program has an empty name */
-		long n = ww_sys(SYS_readlink, (long)"/proc/self/exe", (long)exe, sizeof exe - 1, 0, 0, 0);
-		exe[n > 0 ? n : 0] = 0;
+		ww_self_exe(exe, sizeof exe);
 		path = exe;
 	}
-	ww_buf_str(c->b, "{\"type\":\"module\",\"seq\":");
-	ww_buf_u64(c->b, c->seq);
-	ww_buf_str(c->b, ",\"path\":");
+	ww_buf_str(c->b, "{\"type\":\"module\",\"path\":");
 	ww_buf_json_str(c->b, path);
 	ww_buf_str(c->b, ",\"start\":");
 	ww_buf_hex(c->b, lo);
@@ -93,17 +90,43 @@ static int on_module(struct dl_phdr_info *info, size_t size, void *arg)
 	ww_buf_hex(c->b, info->dlpi_addr);
 	build_id(c->b, info);
 	ww_buf_str(c->b, "}\n");
-	last_adds = info->dlpi_adds;
 	return 0;
 }
 
-void ww_modules_emit(struct ww_buf *b, uint64_t seq)
+static void take_lock(void)
 {
-	struct emit_ctx c = {b, seq};
+	while (__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE))
+		__builtin_ia32_pause();
+}
+
+static void drop_lock(void)
+{
+	__atomic_store_n(&lock, 0, __ATOMIC_RELEASE);
+}
+
+/* dl_iterate_phdr holds the loader's lock while it calls us; a program callback of its own
+ * could take our core lock under it, so this runs without the core lock. */
+void ww_modules_refresh(void)
+{
+	struct emit_ctx c = {&pending};
+	take_lock();
 	dl_iterate_phdr(on_module, &c);
+	drop_lock();
+}
+
+void ww_modules_take(struct ww_buf *b)
+{
+	take_lock();
+	if (pending.len && !pending.oom)
+		ww_buf_put(b, pending.data, pending.len);
+	pending.len = 0;
+	pending.oom = false;
+	drop_lock();
 }
 
 void ww_modules_fork_child(void)
 {
 	nemitted = 0; /* the child's file needs the table again */
+	pending.len = 0;
+	lock = 0;
 }

@@ -13,7 +13,7 @@ static int by_start(const struct ww_region *a, const struct ww_region *b)
 }
 
 struct ww_region *ww_rt_add(struct ww_table *t, uintptr_t start, uintptr_t end, enum ww_kind kind,
-			    uint8_t prot, const char *name)
+			    uint8_t prot, const char *name, struct ww_site *site)
 {
 	struct ww_region *r = ww_alloc(sizeof *r);
 	if (!r) {
@@ -24,6 +24,7 @@ struct ww_region *ww_rt_add(struct ww_table *t, uintptr_t start, uintptr_t end, 
 	r->end = end;
 	r->id = ++t->next_id;
 	r->kind = kind;
+	r->site = site;
 	r->prot = prot;
 	r->flags = WW_RF_NEW;
 	if (name) {
@@ -48,6 +49,7 @@ void ww_rt_remove(struct ww_table *t, struct ww_region *r)
 {
 	uint64_t p = WW_PAGE(r->start), n = WW_PAGE(r->end - r->start);
 	ww_ps_clear(&t->ever, p, n);
+	ww_ps_clear(&t->live, p, n);
 	if (r->flags & WW_RF_PENDING)
 		ww_ps_clear(&t->pending, p, n);
 	HASH_DEL(t->regions, r);
@@ -110,7 +112,7 @@ static void collect(void *ctx, struct ww_region *r)
 		c->more = true;
 }
 
-uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end)
+uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool retire)
 {
 	uint64_t bytes = 0;
 	struct cut_ctx c;
@@ -123,10 +125,17 @@ uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end)
 			uintptr_t s = r->start > start ? r->start : start;
 			uintptr_t e = r->end < end ? r->end : end;
 			bytes += e - s;
-			if (s == r->start && e == r->end) {
+			bool whole = s == r->start && e == r->end;
+			if (retire) {
+				uint64_t churn = ww_ps_count(&t->live, WW_PAGE(s), WW_PAGE(e - s));
+				t->iv.churn_pages += churn;
+				ww_site_region_gone(r->site, e - s, churn, whole);
+			}
+			if (whole) {
 				ww_rt_remove(t, r);
 				continue;
 			}
+			ww_ps_clear(&t->live, WW_PAGE(s), WW_PAGE(e - s));
 			uint64_t cleared = ww_ps_clear(&t->ever, WW_PAGE(s), WW_PAGE(e - s));
 			if (r->flags & WW_RF_PENDING)
 				ww_ps_clear(&t->pending, WW_PAGE(s), WW_PAGE(e - s));
@@ -139,7 +148,8 @@ uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end)
 				/* The middle goes: r keeps the lower part, a new region the upper. */
 				uintptr_t old_end = r->end;
 				r->end = s;
-				struct ww_region *u = ww_rt_add(t, e, old_end, r->kind, r->prot, r->name);
+				struct ww_region *u =
+					ww_rt_add(t, e, old_end, r->kind, r->prot, r->name, r->site);
 				if (u)
 					u->flags = r->flags;
 				ww_rt_recount(t, r);
@@ -195,6 +205,7 @@ void ww_rt_clear(struct ww_table *t)
 	}
 	ww_ps_free(&t->ever);
 	ww_ps_free(&t->pending);
+	ww_ps_free(&t->live);
 	memset(&t->iv, 0, sizeof t->iv);
 	t->sorted = false;
 }
@@ -207,6 +218,8 @@ const char *ww_kind_name(enum ww_kind k)
 	case WW_KIND_STACK: return "stack";
 	case WW_KIND_THREAD_STACK: return "thread_stack";
 	case WW_KIND_ANON: return "anon";
+	case WW_KIND_MALLOC: return "malloc";
+	case WW_KIND_ARENA: return "arena";
 	}
 	return "anon";
 }

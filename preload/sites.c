@@ -60,6 +60,16 @@ void ww_site_region_gone(struct ww_site *s, uint64_t bytes, uint64_t written_pag
 	s->dirty = true;
 }
 
+void ww_site_resized(struct ww_site *s, int64_t delta)
+{
+	if (!s)
+		return;
+	s->bytes_live = (uint64_t)((int64_t)s->bytes_live + delta);
+	if (s->bytes_live > s->bytes_peak)
+		s->bytes_peak = s->bytes_live;
+	s->dirty = true;
+}
+
 void ww_site_written(struct ww_site *s, uint64_t pages, uint64_t new_ever)
 {
 	if (!s || (!pages && !new_ever))
@@ -146,5 +156,6 @@ void ww_sites_fork_child(void)
 		s->regions_live = live;
 		s->bytes_live = s->bytes_peak = bytes;
 		s->dirty = live != 0;
+		s->announced = false;
 	}
 }

@@ -86,6 +86,20 @@ static int on_vma(void *ctx, const struct ww_vma *v)
 	return 0;
 }
 
+/* glibc's thread arenas are 64 MiB-aligned reservations (HEAP_MAX_SIZE) made writable from
+ * the bottom: a writable VMA at such a boundary followed by the PROT_NONE rest of the 64 MiB. */
+#define WW_ARENA_SIZE (64ul << 20)
+
+static void label_arenas(void)
+{
+	for (size_t i = 0; i + 1 < vmas.n; i++) {
+		struct ww_vma *v = &vmas.v[i], *next = &vmas.v[i + 1];
+		if (v->kind == WW_KIND_ANON && (v->prot & PROT_WRITE) && v->start % WW_ARENA_SIZE == 0 &&
+		    next->start == v->end && next->prot == 0 && next->end == v->start + WW_ARENA_SIZE)
+			v->kind = WW_KIND_ARENA;
+	}
+}
+
 static int read_vmas(void)
 {
 	vmas.n = 0;
@@ -97,6 +111,7 @@ static int read_vmas(void)
 		vmas.retired = r->next;
 		ww_free(r, r->bytes);
 	}
+	label_arenas();
 	return rc;
 }
 
@@ -167,7 +182,7 @@ static void find_gone(void)
 	/* Each gone range lies inside one region: a whole region or a part of one, and a part
 	 * counts as one retired region, as for a hooked munmap (docs/format.md). */
 	for (size_t i = 0; i < gone.n; i++) {
-		uint64_t bytes = ww_rt_cut(&ww.table, gone.v[i].start, gone.v[i].end);
+		uint64_t bytes = ww_rt_cut(&ww.table, gone.v[i].start, gone.v[i].end, true);
 		if (bytes) {
 			ww.table.iv.retired_regions++;
 			ww.table.iv.retired_bytes += bytes;
@@ -178,7 +193,7 @@ static void find_gone(void)
 static uint64_t untracked_bytes; /* this snapshot: regions the kernel would not register */
 static int warned_register;
 
-static void register_region(struct ww_region *r)
+void ww_track_register(struct ww_region *r)
 {
 	int rc = ww_kern_register(&ww.kern, r->start, r->end);
 	if (rc == 0) {
@@ -232,11 +247,11 @@ static void on_gap(void *ctx, uintptr_t s, uintptr_t e)
 			(void)ww_kern_register(&ww.kern, s, old);
 		return;
 	}
-	r = ww_rt_add(&ww.table, s, e, v->kind, v->prot, v->name);
+	r = ww_rt_add(&ww.table, s, e, v->kind, v->prot, v->name, NULL);
 	if (!r)
 		return;
 	ww.table.iv.new_regions++;
-	register_region(r);
+	ww_track_register(r);
 }
 
 struct span {
@@ -326,6 +341,7 @@ static void on_scan_run(void *ctx, uint64_t first, uint64_t n)
 {
 	struct emit *e = ctx;
 	e->new_ever += ww_ps_set(&ww.table.ever, first, n);
+	ww_ps_set(&ww.table.live, first, n);
 	if (e->to_pending)
 		ww_ps_set(&ww.table.pending, first, n);
 	else
@@ -357,6 +373,10 @@ static void region_head(struct ww_buf *b, const struct ww_region *r)
 	ww_buf_json_str(b, r->name);
 	ww_buf_str(b, ",\"new\":");
 	ww_buf_str(b, r->flags & WW_RF_NEW ? "true" : "false");
+	if (r->site) {
+		ww_buf_str(b, ",\"site\":");
+		ww_buf_u64(b, r->site->id);
+	}
 }
 
 /* Scan one region and append its record to b if it has something to say. Returns the pages
@@ -375,7 +395,7 @@ static uint64_t scan_region(struct ww_region *r, struct ww_buf *b)
 		r->flags &= (uint8_t)~(WW_RF_REGISTERED | WW_RF_LOST);
 	}
 	if (!(r->flags & WW_RF_REGISTERED)) {
-		register_region(r);
+		ww_track_register(r);
 		if (lost && (r->flags & WW_RF_REGISTERED))
 			ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_DISCARD, NULL, NULL);
 		if (!(r->flags & WW_RF_REGISTERED))
@@ -407,6 +427,7 @@ static uint64_t scan_region(struct ww_region *r, struct ww_buf *b)
 	}
 	flush_run(&e);
 	r->ever_pages += e.new_ever;
+	ww_site_written(r->site, e.pages, e.new_ever);
 	bool was_new = r->flags & WW_RF_NEW;
 	r->flags &= (uint8_t)~WW_RF_NEW;
 	if (e.pages == 0 || b->oom) {
@@ -486,6 +507,7 @@ int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 	field(&head, "retired_bytes", iv->retired_bytes);
 	field(&head, "retired_written_bytes", iv->retired_written_pages * ps);
 	field(&head, "discarded_bytes", iv->discarded_bytes);
+	field(&head, "churn_bytes", iv->churn_pages * ps);
 	field(&head, "lost_regions", iv->lost_regions);
 	field(&head, "untracked_bytes", untracked_bytes);
 	field(&head, "untracked_regions", ww.table.oom_untracked);
@@ -498,197 +520,10 @@ int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 		ww.out.failed = true;
 		return -ENOMEM;
 	}
+	ww_modules_take(&head); /* described before any site refers to them */
 	ww_buf_put(&head, regions_buf.data ? regions_buf.data : "", regions_buf.len);
+	ww_sites_emit(&head, ww.seq);
 	if (head.oom)
 		return -ENOMEM;
 	return ww_out_write(&ww.out, head.data, head.len);
-}
-
-/* ---- events from the hooks (lock held) ---- */
-
-struct harvest {
-	uint64_t pages;
-};
-
-static void count_run(void *ctx, uint64_t first, uint64_t n)
-{
-	(void)first;
-	((struct harvest *)ctx)->pages += n;
-}
-
-struct peek_ctx {
-	uintptr_t start, end;
-	uint64_t pages;
-};
-
-static void peek_region(void *ctx, struct ww_region *r)
-{
-	struct peek_ctx *p = ctx;
-	uintptr_t s = r->start > p->start ? r->start : p->start;
-	uintptr_t e = r->end < p->end ? r->end : p->end;
-	struct harvest h = {0};
-	if (r->flags & WW_RF_REGISTERED)
-		ww_kern_scan(&ww.kern, s, e, WW_SCAN_PEEK, count_run, &h);
-	p->pages += h.pages;
-	/* Pages harvested earlier (before a discard) and not yet reported go with the region. */
-	if (r->flags & WW_RF_PENDING)
-		p->pages += ww_ps_count(&ww.table.pending, WW_PAGE(s), WW_PAGE(e - s));
-}
-
-static uint64_t munmap_pending_pages;
-
-void ww_on_munmap_pre(uintptr_t addr, size_t len)
-{
-	struct peek_ctx p = {addr, addr + len, 0};
-	ww_rt_overlaps(&ww.table, addr, addr + len, peek_region, &p);
-	munmap_pending_pages = p.pages;
-}
-
-void ww_on_munmap_post(uintptr_t addr, size_t len)
-{
-	struct ww_interval *iv = &ww.table.iv;
-	uint64_t before = (uint64_t)HASH_COUNT(ww.table.regions);
-	uint64_t bytes = ww_rt_cut(&ww.table, addr, addr + len);
-	uint64_t after = (uint64_t)HASH_COUNT(ww.table.regions);
-	if (bytes) {
-		iv->retired_regions += before > after ? before - after : 1; /* a part counts as one */
-		iv->retired_bytes += bytes;
-		iv->retired_written_pages += munmap_pending_pages;
-	}
-	munmap_pending_pages = 0;
-}
-
-static void discard_region(void *ctx, struct ww_region *r)
-{
-	struct peek_ctx *p = ctx;
-	uintptr_t s = r->start > p->start ? r->start : p->start;
-	uintptr_t e = r->end < p->end ? r->end : p->end;
-	if (!(r->flags & WW_RF_REGISTERED))
-		return;
-	struct emit em = {.r = r, .to_pending = true};
-	ww_kern_scan(&ww.kern, s, e, WW_SCAN_REARM, on_scan_run, &em);
-	r->ever_pages += em.new_ever;
-	r->flags |= WW_RF_PENDING;
-	p->pages += e - s; /* bytes discarded */
-}
-
-void ww_on_discard_pre(uintptr_t addr, size_t len, int advice)
-{
-	(void)advice;
-	struct peek_ctx p = {addr, addr + len, 0};
-	ww_rt_overlaps(&ww.table, addr, addr + len, discard_region, &p);
-	ww.table.iv.discarded_bytes += p.pages;
-}
-
-void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags)
-{
-	(void)prot;
-	len = (len + (1ul << ww_page_shift) - 1) & ~((1ul << ww_page_shift) - 1);
-	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
-		ww_on_munmap_post(addr, len); /* whatever was there is gone */
-	if (!(flags & MAP_ANONYMOUS) || (flags & MAP_SHARED) || (flags & MAP_HUGETLB))
-		return;
-	struct ww_region *r = ww_rt_add(&ww.table, addr, addr + len, WW_KIND_MMAP, (uint8_t)prot, "");
-	if (!r)
-		return;
-	ww.table.iv.new_regions++;
-	register_region(r);
-}
-
-/* mremap: the pages' write-protect bits do not survive a move, so harvest the old range into
- * the pending set first, then re-arm the new range and carry the bits over. */
-static uint64_t mremap_tail_pages;
-static uint64_t mremap_id;
-static enum ww_kind mremap_kind;
-
-void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags)
-{
-	/* MREMAP_FIXED first unmaps whatever is at the destination: harvest it as munmap would,
-	 * so its writes of this interval count in retired_written_bytes (the post hook retires
-	 * it). Without the flag the destination was free: nothing to carry over. */
-	if (flags & MREMAP_FIXED)
-		ww_on_munmap_pre(dest, newlen);
-	else
-		munmap_pending_pages = 0;
-	struct ww_region *r = ww_rt_find(&ww.table, old);
-	mremap_tail_pages = 0;
-	mremap_id = (r && r->end == old + oldlen) ? r->id : 0;
-	mremap_kind = r ? r->kind : WW_KIND_MMAP;
-	struct peek_ctx p = {old, old + oldlen, 0};
-	ww_rt_overlaps(&ww.table, old, old + oldlen, discard_region, &p);
-}
-
-void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen)
-{
-	uint64_t ps = 1ull << ww_page_shift;
-	oldlen = (oldlen + ps - 1) & ~(ps - 1);
-	newlen = (newlen + ps - 1) & ~(ps - 1);
-	struct ww_region *r = ww_rt_find(&ww.table, old);
-	bool tracked = r != NULL || mremap_id;
-	if (new_addr == old && r && r->end == old + oldlen) {
-		if (newlen < oldlen) {
-			uint64_t tail = ww_ps_count(&ww.table.pending, WW_PAGE(old + newlen),
-						    WW_PAGE(oldlen - newlen));
-			ww.table.iv.retired_bytes += ww_rt_cut(&ww.table, old + newlen, old + oldlen);
-			ww.table.iv.retired_written_pages += tail;
-		} else {
-			r->end = old + newlen; /* grown in place: the VMA keeps its registration */
-		}
-		return;
-	}
-	if (!tracked)
-		return;
-	/* Moved: whatever was at the destination is gone (MREMAP_FIXED: retired like an munmap,
-	 * with the writes the pre hook harvested), then the bits of the old range move to the new
-	 * one before the old range leaves the table. */
-	ww_on_munmap_post(new_addr, newlen);
-	uint64_t keep = oldlen < newlen ? oldlen : newlen;
-	if (oldlen > newlen)
-		ww.table.iv.retired_written_pages += ww_ps_count(
-			&ww.table.pending, WW_PAGE(old + newlen), WW_PAGE(oldlen - newlen));
-	ww_ps_move(&ww.table.ever, WW_PAGE(old), WW_PAGE(new_addr), WW_PAGE(keep));
-	ww_ps_move(&ww.table.pending, WW_PAGE(old), WW_PAGE(new_addr), WW_PAGE(keep));
-	ww_rt_cut(&ww.table, old, old + oldlen);
-	struct ww_region *n = ww_rt_add(&ww.table, new_addr, new_addr + newlen, mremap_kind,
-					PROT_READ | PROT_WRITE, "");
-	if (!n)
-		return;
-	if (mremap_id) {
-		n->id = mremap_id; /* the same region, moved */
-		n->flags &= (uint8_t)~WW_RF_NEW;
-	} else {
-		ww.table.iv.new_regions++;
-	}
-	n->flags |= WW_RF_PENDING;
-	register_region(n);
-	if (n->flags & WW_RF_REGISTERED)
-		ww_kern_scan(&ww.kern, n->start, n->end, WW_SCAN_DISCARD, NULL, NULL);
-}
-
-struct mprot_ctx {
-	uint8_t prot;
-};
-
-static void mprotect_gap(void *ctx, uintptr_t s, uintptr_t e)
-{
-	struct mprot_ctx *m = ctx;
-	/* Registration succeeds only for private anonymous memory (we do not ask for shmem or
-	 * hugetlbfs write-protect), so it doubles as the test of what the range is. */
-	if (ww_kern_register(&ww.kern, s, e) != 0)
-		return;
-	struct ww_region *r = ww_rt_add(&ww.table, s, e, WW_KIND_ANON, m->prot, "");
-	if (!r)
-		return;
-	r->flags |= WW_RF_REGISTERED;
-	ww.table.iv.new_regions++;
-}
-
-void ww_on_mprotect(uintptr_t addr, size_t len, int prot)
-{
-	if (!(prot & PROT_WRITE))
-		return;
-	uint64_t ps = 1ull << ww_page_shift;
-	len = (len + ps - 1) & ~(ps - 1);
-	struct mprot_ctx m = {(uint8_t)prot};
-	ww_rt_gaps(&ww.table, addr, addr + len, mprotect_gap, &m);
 }

@@ -86,6 +86,13 @@ uint64_t ww_now_ns(int clock)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+size_t ww_self_exe(char *buf, size_t cap)
+{
+	long n = ww_sys(SYS_readlink, (long)"/proc/self/exe", (long)buf, (long)cap - 1, 0, 0, 0);
+	buf[n > 0 ? n : 0] = 0;
+	return n > 0 ? (size_t)n : 0;
+}
+
 int ww_write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

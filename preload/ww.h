@@ -3,6 +3,7 @@
 #ifndef WW_H
 #define WW_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -12,6 +13,10 @@
 #define WW_VERSION "0.1.0"
 #define WW_HIDDEN __attribute__((visibility("hidden")))
 #define WW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WW_LIKELY(x) __builtin_expect(!!(x), 1)
+#define WW_MAX_DEPTH 64
+
+struct ww_buf;
 
 /* ---- sys.c: raw system calls and messages; never malloc, never stdio, never errno ---- */
 
@@ -27,6 +32,8 @@ long ww_sys_ioctl(int fd, unsigned long req, void *arg);
 pid_t ww_sys_getpid(void);
 uint64_t ww_now_ns(int clock);
 
+/* The path of /proc/self/exe into buf (NUL-terminated, "" on failure); returns its length. */
+size_t ww_self_exe(char *buf, size_t cap);
 /* Write all of buf to fd, retrying short writes and EINTR. Returns 0 or -errno. */
 int ww_write_all(int fd, const void *buf, size_t len);
 /* Move fd out of the program's way, close-on-exec: to the lowest free number >= base, or below
@@ -82,6 +89,8 @@ struct ww_config {
 	bool quiet;        /* no stderr lines */
 	long scan_vec;     /* PAGEMAP_SCAN output entries per call */
 	bool disable;      /* WRITEWATCH_DISABLE=1: load but do nothing */
+	long stack_depth;  /* frames recorded per call site, 0 = no stacks */
+	bool discovery;    /* WRITEWATCH_METHOD=discovery: no malloc/pthread interposition */
 };
 
 /* Parse the configuration from `get` (getenv-like; NULL values mean unset). Every bad value gives
@@ -114,7 +123,15 @@ void ww_ps_free(struct ww_pageset *ps);
 
 /* ---- maps.c: /proc/self/maps ---- */
 
-enum ww_kind { WW_KIND_MMAP, WW_KIND_HEAP, WW_KIND_STACK, WW_KIND_THREAD_STACK, WW_KIND_ANON };
+enum ww_kind {
+	WW_KIND_MMAP,
+	WW_KIND_HEAP,
+	WW_KIND_STACK,
+	WW_KIND_THREAD_STACK,
+	WW_KIND_ANON,
+	WW_KIND_MALLOC, /* a block glibc's malloc served with its own mmap */
+	WW_KIND_ARENA,  /* a glibc malloc arena (64 MiB-aligned heap of a thread arena) */
+};
 const char *ww_kind_name(enum ww_kind k);
 
 struct ww_vma {
@@ -152,9 +169,80 @@ enum {
 	WW_RF_SEEN = 1 << 4,       /* reconcile mark */
 };
 
+/* ---- sites.c: call sites (the stack that created a region) and their statistics ---- */
+
+struct ww_site {
+	uint64_t id;
+	int depth;
+	bool dirty;     /* changed since its last record */
+	bool announced; /* its frames were written */
+	/* statistics, from regions_live on (ww_sites_fork_child resets this tail) */
+	uint64_t regions_live, regions_made, regions_retired;
+	uint64_t bytes_live, bytes_peak, bytes_made;
+	uint64_t written_pages_iv, ever_pages, churn_pages, churn_pages_iv;
+	uint64_t mallocs, malloc_bytes;
+	UT_hash_handle hh; /* keyed by frames[0..depth) */
+	uintptr_t frames[];
+};
+
+/* The site for these frames, created on first use; NULL when out of memory or depth 0. */
+struct ww_site *ww_site_get(const uintptr_t *frames, int depth);
+void ww_site_region_made(struct ww_site *s, uint64_t bytes);
+/* bytes of one of its regions went away with churn_pages written pages in them. */
+void ww_site_region_gone(struct ww_site *s, uint64_t bytes, uint64_t churn_pages, bool whole);
+void ww_site_written(struct ww_site *s, uint64_t pages, uint64_t new_ever);
+void ww_site_resized(struct ww_site *s, int64_t delta); /* a region grew or shrank in place */
+void ww_site_discarded(struct ww_site *s, uint64_t churn_pages);
+void ww_site_malloc(struct ww_site *s, uint64_t bytes);
+/* Append "site" records for the sites that changed since the last call. */
+void ww_sites_emit(struct ww_buf *b, uint64_t seq);
+void ww_sites_fork_child(void);
+
+/* ---- stack.c / modules.c: raw stacks and the module table for offline symbolization ---- */
+
+/* Up to max return addresses of the caller's stack, the shim's own frames left out. */
+int ww_stack_capture(uintptr_t *out, int max);
+/* The shim's own text, learnt once, so captures can skip it. */
+void ww_stack_init(void);
+/* Collect "module" records of objects not yet described. Call WITHOUT the core lock (it takes
+ * the loader's); the next snapshot writes them. */
+void ww_modules_refresh(void);
+/* Move the collected module records into b (core lock held). */
+void ww_modules_take(struct ww_buf *b);
+void ww_modules_fork_child(void);
+
+/* ---- mallocs.c: glibc's malloc, seen from outside ---- */
+
+struct ww_next_alloc {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	void *(*memalign)(size_t, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+};
+extern struct ww_next_alloc ww_next;
+extern int ww_malloc_state;
+extern bool ww_glibc_chunks;
+/* Resolve the allocator behind us; false while another thread is resolving it. */
+bool ww_malloc_resolve(void);
+/* Decide, once configured, whether to read glibc's chunk headers (true only for glibc). */
+void ww_malloc_configure(bool want);
+void *ww_boot_alloc(size_t n, size_t align);
+bool ww_boot_owns(const void *p);
+size_t ww_boot_size(const void *p);
+/* The mapping behind a glibc chunk served by mmap; false for heap chunks. */
+bool ww_chunk_mapping(const void *p, uintptr_t *start, size_t *len);
+
+/* ---- regions ---- */
+
 struct ww_region {
 	uintptr_t start, end;
 	uint64_t id;
+	struct ww_site *site; /* the call site that made it, or NULL (found in the maps) */
 	uint64_t ever_pages; /* pages of [start,end) set in table->ever */
 	enum ww_kind kind;
 	uint8_t prot;
@@ -167,6 +255,7 @@ struct ww_region {
 struct ww_interval {
 	uint64_t retired_regions, retired_bytes, retired_written_pages;
 	uint64_t discarded_bytes, lost_regions, new_regions;
+	uint64_t churn_pages; /* written pages thrown away (unmapped or discarded) */
 };
 
 struct ww_table {
@@ -174,6 +263,7 @@ struct ww_table {
 	uint64_t next_id;
 	struct ww_pageset ever;    /* pages written at least once, still mapped */
 	struct ww_pageset pending; /* pages harvested before a discard, not yet reported */
+	struct ww_pageset live;    /* pages written and not thrown away since: churn if they go */
 	struct ww_interval iv;
 	uint64_t oom_untracked;    /* regions we could not record (allocation failed) */
 	bool sorted;
@@ -183,9 +273,10 @@ extern unsigned long ww_page_shift; /* log2(page size) */
 #define WW_PAGE(addr) ((uint64_t)(addr) >> ww_page_shift)
 
 /* Add [start,end) (page aligned, not overlapping any region). Returns NULL and counts
- * oom_untracked when memory runs out. The region gets the next id and WW_RF_NEW. */
+ * oom_untracked when memory runs out. The region gets the next id and WW_RF_NEW. No site
+ * accounting: callers count genuinely new regions with ww_site_region_made. */
 struct ww_region *ww_rt_add(struct ww_table *t, uintptr_t start, uintptr_t end, enum ww_kind kind,
-			    uint8_t prot, const char *name);
+			    uint8_t prot, const char *name, struct ww_site *site);
 /* Remove r and clear its bits in ever and pending. */
 void ww_rt_remove(struct ww_table *t, struct ww_region *r);
 /* The region starting exactly at start, or NULL. */
@@ -196,9 +287,11 @@ typedef void (*ww_region_fn)(void *ctx, struct ww_region *r);
 size_t ww_rt_overlaps(struct ww_table *t, uintptr_t start, uintptr_t end, ww_region_fn fn,
 		      void *ctx);
 /* Remove [start,end) from the table: regions inside go, regions straddling an edge shrink, a
- * region containing the range splits in two (the upper part gets a new id). Bits in ever and
- * pending for the range are cleared. Returns the number of bytes that were tracked. */
-uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end);
+ * region containing the range splits in two (the upper part gets a new id). Bits in ever,
+ * pending and live for the range are cleared. With retire, the memory is gone for good: its
+ * live pages count as churn (t->iv and the regions' sites). Without (a move carrying its bits
+ * away first), nothing is counted. Returns the number of bytes that were tracked. */
+uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool retire);
 /* Sort the table by start (for walks in address order); cheap when already sorted. */
 void ww_rt_sort(struct ww_table *t);
 /* Call fn(ctx, gap_start, gap_end) for each part of [start,end) no region covers, in order.
@@ -310,15 +403,26 @@ extern __thread int ww_in_shim __attribute__((tls_model("initial-exec")));
 int ww_snapshot_locked(enum ww_trigger trig, const char *label);
 /* Reconcile the table with /proc/self/maps (caller holds the lock). */
 void ww_reconcile_locked(void);
+/* Register r with our userfaultfd (WW_RF_REGISTERED on success; one warning on refusal). */
+void ww_track_register(struct ww_region *r);
 
 /* Events from the hooks, called with the lock held, before (pre) or after the real call. */
-void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags);
+void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags, const uintptr_t *frames,
+		int depth);
 void ww_on_munmap_pre(uintptr_t addr, size_t len);
 void ww_on_munmap_post(uintptr_t addr, size_t len);
 void ww_on_discard_pre(uintptr_t addr, size_t len, int advice);
 void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags);
 void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen);
 void ww_on_mprotect(uintptr_t addr, size_t len, int prot);
+
+/* Events from the allocation hooks (events.c); these take the lock themselves and keep errno. */
+void ww_on_block_made(uintptr_t start, size_t len, size_t requested);
+void ww_block_free(void *p, uintptr_t start, size_t len);
+void *ww_block_realloc(void *p, uintptr_t start, size_t len, size_t n);
+int ww_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+/* The call site of the hook's caller (no lock needed); NULL when stacks are off. */
+struct ww_site *ww_caller_site_locked(const uintptr_t *frames, int depth);
 
 /* Library life cycle (core.c). ww_init is idempotent and safe from any hook. */
 void ww_init(void);

@@ -5,6 +5,10 @@
  *   childsig: the child writes pages 3,4 of a 16-page window, prints "child PID" and "ready",
  *            waits for a line on stdin, writes page 7 and exits; the parent only waits.
  *   childspin MS: the child stores to page 0 of a 4-page window for MS ms and exits.
+ *   rawfork: the parent writes pages 0 and 3 of an 8-page window after a snapshot; a child made
+ *            by _Fork() (no fork handlers run) calls the API, maps, writes and unmaps, discards
+ *            its copy of the window, and _exits; then the parent takes snapshot "parent" (truth
+ *            in $WW_EXPECT: exactly 0 and 3).
  *   loop N:  C07: N times: map, write, fork; the child grows-and-moves the region with mremap,
  *            discards it with MADV_DONTNEED, writes, unmaps and exits; the parent does the same
  *            on its own copy after the child is gone. Prints "loop N done". */
@@ -119,6 +123,43 @@ static int childspin(long ms)
 	return wait_child(pid);
 }
 
+static int rawfork(void)
+{
+	static struct tp_window w;
+	struct tp_window *ws[] = {&w};
+	char *p = mmap(NULL, 8 * TP_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		tp_die("mmap");
+	tp_window_init(&w, "w", p, 8);
+	if (writewatch_snapshot("start") != 0)
+		tp_die("snapshot start");
+	tp_write(&w, 0);
+	tp_write(&w, 3);
+	fflush(NULL);
+	pid_t pid = _Fork();
+	if (pid < 0)
+		tp_die("_Fork");
+	if (pid == 0) {
+		errno = 0;
+		int rc = writewatch_snapshot("child");
+		printf("child snap %d %s\n", rc, rc ? strerrorname_np(errno) : "");
+		char *q = mmap(NULL, 4 * TP_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+		if (q != MAP_FAILED) {
+			q[0] = 1;
+			munmap(q, 4 * TP_PAGE);
+		}
+		madvise(p, 8 * TP_PAGE, MADV_DONTNEED);
+		fflush(NULL);
+		_exit(0);
+	}
+	int st = wait_child(pid);
+	tp_expect("parent", ws, 1);
+	int rc = writewatch_snapshot("parent");
+	printf("child status %d, parent snap %d\n", st, rc);
+	return 0;
+}
+
 static int loop(int n)
 {
 	int bad = 0;
@@ -149,12 +190,14 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc >= 2 && !strcmp(argv[1], "basic"))
 		return basic();
+	if (argc >= 2 && !strcmp(argv[1], "rawfork"))
+		return rawfork();
 	if (argc >= 2 && !strcmp(argv[1], "childsig"))
 		return childsig();
 	if (argc >= 3 && !strcmp(argv[1], "childspin"))
 		return childspin(atol(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "loop"))
 		return loop(atoi(argv[2]));
-	fprintf(stderr, "usage: t_env_fork basic | childsig | childspin MS | loop N\n");
+	fprintf(stderr, "usage: t_env_fork basic | rawfork | childsig | childspin MS | loop N\n");
 	return 98;
 }

@@ -249,8 +249,8 @@ static void ownrace(long k)
 	struct span b = {0, 0};
 	for (size_t i = 0; i < na; i++) {
 		size_t pages = (after[i].end - after[i].start) / TP_PAGE, j;
-		for (j = 0; j < nb; j++)
-			if (before[j].start == after[i].start && before[j].end == after[i].end)
+		for (j = 0; j < nb; j++) /* new address space, not an old mapping grown or merged */
+			if (before[j].start < after[i].end && before[j].end > after[i].start)
 				break;
 		if (j == nb && pages >= 8 && pages != 256) { /* not ours, not a 1 MiB arena */
 			b = after[i];

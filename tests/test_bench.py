@@ -33,8 +33,9 @@ def quick_run():
 
 def results():
     r = quick_run()
-    assert r["rc"] == 0, f"make bench exited {r['rc']}: {r['out'][-1500:]}"
-    with open(os.path.join(OUT, "results.json")) as f:
+    path = os.path.join(OUT, "results.json")
+    assert os.path.exists(path), f"make bench exited {r['rc']}, no results: {r['out'][-1500:]}"
+    with open(path) as f:
         return json.load(f)
 
 
@@ -45,6 +46,8 @@ def numeric(v):
 @case
 def bench_quick_runs():
     res = results()
+    r = quick_run()
+    assert r["rc"] == 0, f"make bench exited {r['rc']}: {r['out'][-1500:]}"
     assert res["quick"] is True and res["reps"] == 1, "quick mode not recorded as such"
     assert os.path.getsize(os.path.join(OUT, "results.md")) > 0, "results.md is empty"
 
@@ -55,6 +58,7 @@ def bench_every_item_has_numeric_figures():
     got = {i["item"]: i for i in res["items"]}
     assert sorted(got) == list(ITEMS), f"items {sorted(got)}, want 1..7"
     for n, item in got.items():
+        assert not item.get("error"), f"item {n} failed: {item['error'][:500]}"
         assert item["figures"], f"item {n} has no figures"
         for f in item["figures"]:
             if f.get("na"):  # a tool that is not installed: the reason must say so
@@ -75,6 +79,7 @@ def bench_table_lists_every_figure():
     res = results()
     with open(os.path.join(OUT, "results.md")) as f:
         rows = [l for l in f if l.startswith("| ") and not l.startswith("| #")]
+    rows = [l for l in rows if ": FAILED |" not in l]
     want = sum(len(i["figures"]) for i in res["items"])
     assert len(rows) == want, f"{len(rows)} table rows for {want} figures"
     for f in (fig for i in res["items"] for fig in i["figures"]):

@@ -8,7 +8,8 @@ import subprocess
 from wwtest import BUILD, LIB, ROOT, Skip, case, finish, run, tmpdir
 
 EXPECTED = sorted("""mmap mmap64 munmap mremap mprotect madvise execve execv execvp execvpe
-execl execle execlp fexecve sigaction signal writewatch_snapshot""".split())
+execl execle execlp fexecve sigaction signal writewatch_snapshot malloc free calloc realloc
+memalign posix_memalign aligned_alloc valloc pvalloc pthread_create""".split())
 
 
 def version_script_symbols():

@@ -229,6 +229,19 @@ def test_fork_child_reports_its_own_writes():
 
 
 @case
+def test_child_without_fork_handlers_stays_untracked():
+    # _Fork() runs no atfork handlers: the child holds the parent's descriptors. It must not
+    # snapshot into the parent's file nor re-arm the parent's pages through them.
+    t, outdir = E.run_tracked([FORK, "rawfork"])
+    assert t.returncode == 0, t.stderr
+    assert t.stdout == b"child snap -1 ENOSYS\nchild status 0, parent snap 0\n", t.stdout
+    E.no_ww_lines(t)
+    out = E.check_consistent(W.one_output(outdir))  # seq 1..n: nobody else wrote into it
+    assert [s["label"] or s["trigger"] for s in out.snapshots] == ["start", "parent", "exit"]
+    W.check_expectations(out, os.path.join(outdir, "expect.jsonl"))  # exactly pages 0 and 3
+
+
+@case
 def test_fork_loop_finishes_c07():
     t0 = time.monotonic()
     t, outdir = E.run_tracked(["timeout", "20", FORK, "loop", "100"], timeout=40)
@@ -468,6 +481,22 @@ def test_bad_output_file_in_place_of_dir():
         f.write("x")
     _, line = bad_config("WRITEWATCH_OUTPUT", os.path.join(d, "plain", "ww.%p.jsonl"), False, d)
     assert "ENOTDIR" in line, line
+
+
+@case
+def test_bad_output_dir_not_writable_for_user():
+    as_nobody_ready()
+    d = W.tmpdir()
+    os.chmod(d, 0o755)  # root's, not writable by uid 65534
+    tmpl = os.path.join(d, "ww.%p.jsonl")
+    env = dict(E.env_for(d, {"WRITEWATCH_OUTPUT": tmpl}, preload=False), WW_INFO=os.devnull)
+    pre = [SECCOMP, "--uid", "65534"]
+    t = W.run(pre + ["--preload", W.LIB, "--"] + BAD_PROG, env=env, cwd="/")
+    u = W.run(pre + ["--"] + BAD_PROG, env=E.plain_env(), cwd="/")
+    E.same_result(t, u)
+    line = E.one_ww_line(t)
+    assert f"WRITEWATCH_OUTPUT={tmpl}" in line and "EACCES" in line, line
+    assert not [f for f in os.listdir(d) if f.startswith("ww.")]
 
 
 @case

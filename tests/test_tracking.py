@@ -195,7 +195,15 @@ def test_glibc_large_malloc_and_realloc():
     """A 4 MiB malloc block (glibc's own mmap): its header page + the written pages; realloc to
     8 MiB (glibc's own mremap, moved): a new region, every present page; then exact re-writes;
     retired figures of the moves and of free exact."""
-    check_phases("t_track_found", ("big-",), kind="anon")
+    check_phases("t_track_found", ("big-",), kind="malloc")
+
+
+@case
+def test_glibc_large_malloc_and_realloc_by_discovery():
+    """The same with the malloc family not interposed (WRITEWATCH_METHOD=discovery): the block
+    is found in /proc/self/maps, and after glibc's own mremap it is a new region."""
+    check_phases("t_track_found", ("big-",), extra={"WRITEWATCH_METHOD": "discovery"},
+                 kind="anon")
 
 
 @case

@@ -204,8 +204,8 @@ static size_t count_regions(void)
 static void t_table_add_find(void)
 {
 	reset_table();
-	struct ww_region *a = ww_rt_add(&tbl, 100 * P, 110 * P, WW_KIND_MMAP, PROT_READ, "x");
-	struct ww_region *b = ww_rt_add(&tbl, 200 * P, 210 * P, WW_KIND_ANON, PROT_WRITE, NULL);
+	struct ww_region *a = ww_rt_add(&tbl, 100 * P, 110 * P, WW_KIND_MMAP, PROT_READ, "x", NULL);
+	struct ww_region *b = ww_rt_add(&tbl, 200 * P, 210 * P, WW_KIND_ANON, PROT_WRITE, NULL, NULL);
 	CHECK(a && b && a->id == 1 && b->id == 2 && (a->flags & WW_RF_NEW));
 	CHECK(ww_rt_find(&tbl, 100 * P) == a && ww_rt_find(&tbl, 101 * P) == NULL);
 	CHECK(!strcmp(a->name, "x") && b->name[0] == 0);
@@ -215,11 +215,11 @@ static void t_table_add_find(void)
 static void t_table_cut_middle_splits(void)
 {
 	reset_table();
-	struct ww_region *a = ww_rt_add(&tbl, 0x1000 * P, 0x1030 * P, WW_KIND_MMAP, 3, "");
+	struct ww_region *a = ww_rt_add(&tbl, 0x1000 * P, 0x1030 * P, WW_KIND_MMAP, 3, "", NULL);
 	ww_ps_set(&tbl.ever, 0x1000, 0x30); /* every page written once */
 	ww_rt_recount(&tbl, a);
 	CHECK(a->ever_pages == 0x30);
-	uint64_t cut = ww_rt_cut(&tbl, 0x1010 * P, 0x1020 * P);
+	uint64_t cut = ww_rt_cut(&tbl, 0x1010 * P, 0x1020 * P, true);
 	CHECK(cut == 0x10 * P && count_regions() == 2);
 	struct ww_region *lo = ww_rt_find(&tbl, 0x1000 * P), *hi = ww_rt_find(&tbl, 0x1020 * P);
 	CHECK(lo && hi && lo->end == 0x1010 * P && hi->end == 0x1030 * P);
@@ -232,14 +232,14 @@ static void t_table_cut_edges_and_many(void)
 {
 	reset_table();
 	for (uintptr_t i = 0; i < 100; i++)
-		CHECK(ww_rt_add(&tbl, (1000 + 10 * i) * P, (1005 + 10 * i) * P, WW_KIND_MMAP, 3, ""));
+		CHECK(ww_rt_add(&tbl, (1000 + 10 * i) * P, (1005 + 10 * i) * P, WW_KIND_MMAP, 3, "", NULL));
 	/* a cut from the middle of region 0 to the middle of region 99 covers 100 regions */
-	uint64_t cut = ww_rt_cut(&tbl, 1002 * P, 1993 * P);
+	uint64_t cut = ww_rt_cut(&tbl, 1002 * P, 1993 * P, true);
 	CHECK(count_regions() == 2);
 	struct ww_region *first = ww_rt_find(&tbl, 1000 * P), *last = ww_rt_find(&tbl, 1993 * P);
 	CHECK(first && first->end == 1002 * P && last && last->end == 1995 * P);
 	CHECK(cut == (3 + 98 * 5 + 3) * P);
-	CHECK(ww_rt_cut(&tbl, 5000 * P, 6000 * P) == 0);
+	CHECK(ww_rt_cut(&tbl, 5000 * P, 6000 * P, true) == 0);
 	reset_table();
 }
 
@@ -259,8 +259,8 @@ static void on_gap(void *ctx, uintptr_t s, uintptr_t e)
 static void t_table_gaps(void)
 {
 	reset_table();
-	ww_rt_add(&tbl, 20 * P, 30 * P, WW_KIND_MMAP, 3, "");
-	ww_rt_add(&tbl, 40 * P, 50 * P, WW_KIND_MMAP, 3, "");
+	ww_rt_add(&tbl, 20 * P, 30 * P, WW_KIND_MMAP, 3, "", NULL);
+	ww_rt_add(&tbl, 40 * P, 50 * P, WW_KIND_MMAP, 3, "", NULL);
 	struct gaps g = {.n = 0};
 	CHECK(ww_rt_gaps(&tbl, 10 * P, 60 * P, on_gap, &g));
 	CHECK(g.n == 3 && g.v[0][0] == 10 * P && g.v[0][1] == 20 * P && g.v[1][0] == 30 * P &&
@@ -275,7 +275,7 @@ static void t_table_sort(void)
 	reset_table();
 	uintptr_t starts[] = {500, 100, 300, 200, 400};
 	for (int i = 0; i < 5; i++)
-		ww_rt_add(&tbl, starts[i] * P, (starts[i] + 10) * P, WW_KIND_ANON, 3, "");
+		ww_rt_add(&tbl, starts[i] * P, (starts[i] + 10) * P, WW_KIND_ANON, 3, "", NULL);
 	ww_rt_sort(&tbl);
 	uintptr_t prev = 0;
 	int n = 0;
@@ -291,17 +291,17 @@ static void t_table_oom(void)
 {
 	reset_table();
 	ww_alloc_fail_after(1);
-	CHECK(ww_rt_add(&tbl, 10 * P, 20 * P, WW_KIND_MMAP, 3, "") == NULL);
+	CHECK(ww_rt_add(&tbl, 10 * P, 20 * P, WW_KIND_MMAP, 3, "", NULL) == NULL);
 	CHECK(tbl.oom_untracked == 1 && count_regions() == 0);
 	ww_alloc_fail_after(0);
 	/* the table still works afterwards */
-	CHECK(ww_rt_add(&tbl, 10 * P, 20 * P, WW_KIND_MMAP, 3, "") != NULL);
+	CHECK(ww_rt_add(&tbl, 10 * P, 20 * P, WW_KIND_MMAP, 3, "", NULL) != NULL);
 	/* fail every allocation in turn while splitting: never a crash, never a lie about bytes */
 	for (long k = 1; k < 6; k++) {
 		reset_table();
-		ww_rt_add(&tbl, 100 * P, 200 * P, WW_KIND_MMAP, 3, "");
+		ww_rt_add(&tbl, 100 * P, 200 * P, WW_KIND_MMAP, 3, "", NULL);
 		ww_alloc_fail_after(k);
-		uint64_t cut = ww_rt_cut(&tbl, 120 * P, 130 * P);
+		uint64_t cut = ww_rt_cut(&tbl, 120 * P, 130 * P, true);
 		ww_alloc_fail_after(0);
 		CHECK(cut == 10 * P);
 		CHECK(ww_rt_find(&tbl, 100 * P) && ww_rt_find(&tbl, 100 * P)->end == 120 * P);

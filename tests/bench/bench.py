@@ -360,18 +360,26 @@ def prefix(src, dst, nbytes):
         g.write(data[:data.rfind(b"\n") + 1])
 
 
+CC_COMMIT = "d176fd2"  # writewatch's library sources at this commit: the C compile's input
+
+
 def cc_sources(dst):
-    """The C compile's input: writewatch's own library sources as committed (git HEAD), so the
-    work stays the same while the working tree changes; the working tree without git."""
+    """The C compile's input: writewatch's own library sources as of CC_COMMIT, so the work is
+    the same in every run while the working tree changes; without that commit (a tarball, a
+    shallow clone), the benchmark's own programs. Returns (files, description)."""
     os.makedirs(dst)
-    p = subprocess.run(f"git -C '{ROOT}' archive HEAD preload include | tar -x -C '{dst}'",
-                       shell=True, stderr=subprocess.PIPE)
-    if p.returncode != 0:
-        shutil.rmtree(dst)
-        shutil.copytree(os.path.join(ROOT, "preload"), os.path.join(dst, "preload"))
-        shutil.copytree(os.path.join(ROOT, "include"), os.path.join(dst, "include"))
-    return sorted(os.path.join(dst, "preload", f) for f in os.listdir(os.path.join(dst, "preload"))
-                  if f.endswith(".c"))
+    p = subprocess.run(f"git -C '{ROOT}' archive {CC_COMMIT} preload include | tar -x -C '{dst}'",
+                       shell=True, stderr=subprocess.DEVNULL)
+    srcdir = os.path.join(dst, "preload")
+    if p.returncode == 0 and os.path.isdir(srcdir):
+        what = f"writewatch's sources at {CC_COMMIT}"
+    else:
+        srcdir = HERE
+        shutil.copytree(os.path.join(ROOT, "include"), os.path.join(dst, "include"),
+                        dirs_exist_ok=True)
+        what = "the benchmark's own programs"
+    files = sorted(os.path.join(srcdir, f) for f in os.listdir(srcdir) if f.endswith(".c"))
+    return files, what
 
 
 def tool_status():
@@ -419,7 +427,7 @@ def programs(big, made):
     src_dir = os.path.join(WORK, "cc-src")
     made.append(src_dir)
     shutil.rmtree(src_dir, ignore_errors=True)
-    srcs = cc_sources(src_dir)
+    srcs, src_what = cc_sources(src_dir)
     one_src = [s for s in srcs if s.endswith("/config.c")] or srcs[:1]
     inc = ["-I" + os.path.join(src_dir, "include"), "-I" + os.path.join(src_dir, "preload")]
     script = os.path.join(HERE, "alloc_heavy.py")
@@ -433,7 +441,7 @@ def programs(big, made):
                  f"gzip -6 of {gzip_bytes / MB:g} MB", f"{small_gzip / MB:g} MB"),
         "cc": (["gcc", "-O2"] + inc + ["-c"] + (one_src if QUICK else srcs),
                ["gcc", "-O2"] + inc + ["-c"] + one_src,
-               f"gcc -O2 -c of {len(one_src if QUICK else srcs)} files (writewatch's sources)",
+               f"gcc -O2 -c of {len(one_src if QUICK else srcs)} files, {src_what}",
                "1 file"),
     }
     tools = tool_status()
@@ -598,6 +606,9 @@ def table(results):
     lines = ["| # | figure | median | min – max | target | met | side by side (medians) |",
              "|---|---|---|---|---|---|---|"]
     for item in results["items"]:
+        if item.get("error"):
+            lines.append(f"| {item['item']} | {item['title']}: FAILED | | | | | "
+                         f"{item['error'][:300].replace('|', '/').replace(chr(10), ' ')} |")
         for f in item["figures"]:
             tgt = f"{f['target']['op']} {f['target']['value']:g}" if f["target"] else "—"
             met = "—" if f["met"] is None else ("met" if f["met"] else "**MISSED**")
@@ -649,7 +660,12 @@ def main():
                 continue
             t = time.time()
             log(f"item {n}: {title}")
-            results["items"].append({"item": n, "title": title, "figures": fn()})
+            try:
+                figs, err = fn(), None
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                figs, err = [], str(e)  # the other items still run; the exit status says so
+                log(f"item {n} FAILED: {err}")
+            results["items"].append({"item": n, "title": title, "figures": figs, "error": err})
             log(f"item {n}: {time.time() - t:.0f} s")
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
@@ -666,6 +682,9 @@ def main():
     for name in missed:
         print(f"  - {name}")
     print(f"results: {os.path.join(OUT, 'results.json')}, {os.path.join(OUT, 'results.md')}")
+    failed = [i["item"] for i in results["items"] if i.get("error")]
+    if failed:
+        sys.exit(f"bench: items {failed} failed (see the table)")
 
 
 if __name__ == "__main__":
