@@ -6,11 +6,17 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct ww_next_alloc ww_next;
+size_t ww_mmap_floor; /* requests below this are never mapped by glibc (0: not resolved) */
 int ww_malloc_state;   /* 0 unresolved, -1 resolving (dlsym may allocate), 1 resolved */
 bool ww_glibc_chunks;  /* the allocator behind us is glibc's and its chunk layout checked out */
+
+/* glibc's chunk: prev_size, size|flags, then the user block. An mmapped chunk's mapping starts
+ * prev_size bytes before the chunk (alignment padding) and is prev_size + size long. */
+#define WW_IS_MMAPPED 0x2
 
 /* dlsym's own allocations while we resolve come from here; they are never freed. */
 static char boot[64 * 1024] __attribute__((aligned(64)));
@@ -31,7 +37,9 @@ void *ww_boot_alloc(size_t n, size_t align)
 			return NULL;
 	} while (!__atomic_compare_exchange_n(&boot_used, &at, end, true, __ATOMIC_RELAXED,
 					      __ATOMIC_RELAXED));
-	((size_t *)(boot + start))[-1] = n;
+	/* The size, shifted past a set IS_MMAPPED bit: free's fast path then never takes a
+	 * bootstrap block for a glibc heap chunk. */
+	((size_t *)(boot + start))[-1] = (n << 3) | WW_IS_MMAPPED;
 	return boot + start;
 }
 
@@ -42,12 +50,8 @@ bool ww_boot_owns(const void *p)
 
 size_t ww_boot_size(const void *p)
 {
-	return ((const size_t *)p)[-1];
+	return ((const size_t *)p)[-1] >> 3;
 }
-
-/* glibc's chunk: prev_size, size|flags, then the user block. An mmapped chunk's mapping starts
- * prev_size bytes before the chunk (alignment padding) and is prev_size + size long. */
-#define WW_IS_MMAPPED 0x2
 
 bool ww_chunk_mapping(const void *p, uintptr_t *start, size_t *len)
 {
@@ -92,6 +96,7 @@ bool ww_malloc_resolve(void)
 	n.aligned_alloc = dlsym(RTLD_NEXT, "aligned_alloc");
 	n.valloc = dlsym(RTLD_NEXT, "valloc");
 	n.pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+	n.mallopt = dlsym(RTLD_NEXT, "mallopt");
 	if (!n.malloc || !n.free || !n.calloc || !n.realloc) {
 		/* No allocator behind us to forward to: there is no safe way on. */
 		n.malloc = __libc_malloc;
@@ -101,9 +106,40 @@ bool ww_malloc_resolve(void)
 	return true;
 }
 
+/* glibc's smallest mmap threshold is 128 KiB unless a tunable or mallopt lowers it; a request
+ * n is compared as (n + 8) rounded up to 16, so stay well below. */
+#define WW_DEFAULT_THRESHOLD (128u * 1024)
+
+void ww_malloc_threshold(long value)
+{
+	size_t floor = value > 64 ? (size_t)value - 64 : 0;
+	if (floor < ww_mmap_floor)
+		__atomic_store_n(&ww_mmap_floor, floor, __ATOMIC_RELEASE);
+}
+
+static long tunable_threshold(void)
+{
+	/* GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N:... */
+	const char *t = getenv("GLIBC_TUNABLES");
+	const char *key = "glibc.malloc.mmap_threshold=";
+	const char *at = t ? strstr(t, key) : NULL;
+	if (!at)
+		return -1;
+	long v = 0;
+	for (at += strlen(key); *at >= '0' && *at <= '9'; at++)
+		v = v * 10 + (*at - '0');
+	return v;
+}
+
 void ww_malloc_configure(bool want)
 {
 	/* Only glibc's own malloc has the headers we read; another allocator behind us is left
 	 * alone, and its memory is found through the mmap hook or /proc/self/maps. */
 	ww_glibc_chunks = want && ww_next.malloc == __libc_malloc && chunks_check_out();
+	if (!ww_glibc_chunks)
+		return; /* every call takes the slow path, which checks nothing glibc-specific */
+	ww_mmap_floor = WW_DEFAULT_THRESHOLD - 64;
+	long t = tunable_threshold();
+	if (t >= 0)
+		ww_malloc_threshold(t);
 }

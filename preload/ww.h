@@ -223,10 +223,19 @@ struct ww_next_alloc {
 	void *(*aligned_alloc)(size_t, size_t);
 	void *(*valloc)(size_t);
 	void *(*pvalloc)(size_t);
+	int (*mallopt)(int, int);
 };
 extern struct ww_next_alloc ww_next;
 extern int ww_malloc_state;
 extern bool ww_glibc_chunks;
+extern size_t ww_mmap_floor; /* requests below it are never mapped by glibc; 0 = not known */
+/* The program lowered glibc's mmap threshold (mallopt M_MMAP_THRESHOLD). */
+void ww_malloc_threshold(long value);
+/* The IS_MMAPPED bit of a glibc chunk header (also set on bootstrap blocks). */
+static inline bool ww_chunk_maybe_mapped(const void *p)
+{
+	return ((const size_t *)p)[-1] & 0x2;
+}
 /* Resolve the allocator behind us; false while another thread is resolving it. */
 bool ww_malloc_resolve(void);
 /* Decide, once configured, whether to read glibc's chunk headers (true only for glibc). */

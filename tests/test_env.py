@@ -171,6 +171,28 @@ def test_exit_snapshot_return_and_exit():
 
 
 @case
+def test_death_by_signal_leaves_whole_lines():
+    # Killed while interval snapshots of 10,000 regions are being written: no exit snapshot
+    # (README, Limitations), and only whole lines.
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        outdir = W.tmpdir()
+        p = subprocess.Popen([PROG, "ramp", "10000", "ready", "spin", "10000"],
+                             env=E.env_for(outdir, {"WRITEWATCH_INTERVAL_MS": "1"}), cwd=outdir,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout.readline() == b"ready\n"
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        E.wait_for(lambda: len(E.snapshots_in(outdir, "interval")) >= 3, what="interval snapshots")
+        p.send_signal(sig)
+        p.communicate(timeout=20)
+        assert p.returncode == -sig, p.returncode
+        # Every line whole JSON, and every snapshot's region records all there (they sum up).
+        out = E.check_consistent(W.one_output(outdir))
+        trig = {s["trigger"] for s in out.snapshots}
+        assert trig == {"interval"}, trig
+
+
+@case
 def test_exec_snapshot_and_new_file():
     cmd = [PROG, "map", "a", "8", "w", "a", "1", "exec", PROG, "map", "b", "8", "w", "b", "2,3",
            "snap", "inchild", ";"]
@@ -695,7 +717,8 @@ def test_secure_execution_shim_loaded_stays_idle():
         env = E.plain_env({"WRITEWATCH_OUTPUT": os.path.join(d, "ww.%p.jsonl"), "WW_INFO": os.devnull})
         t = W.run([SECCOMP, "--uid", "65534", "--preload", name, "--"] + cmd, env=env, cwd=d)
     finally:
-        os.unlink(lib) if os.path.exists(lib) else None
+        if os.path.exists(lib):
+            os.unlink(lib)
     assert t.returncode == 0 and t.stderr == b"", (t.returncode, t.stderr)
     assert t.stdout == f"mapped {name} yes\nsigstate USR2 default\nsnap x -1 ENOSYS\n".encode(), t.stdout
     assert sorted(os.listdir(d)) == ["t_env_prog_suid"], os.listdir(d)
