@@ -506,21 +506,22 @@ static size_t strip_preload(const char *val, char *out, size_t cap)
  * program's own clean environment) must get exactly the environment it was given. Returns envp
  * itself when there is nothing to change or no memory; otherwise an array in *scratch that
  * ww_exec_env_free frees. */
-char **ww_exec_env(char *const envp[], char **scratch)
+size_t ww_exec_env_slots(char *const envp[])
+{
+	size_t count = 0;
+	while (envp && envp[count])
+		count++;
+	return count + 2; /* the marker and the terminating NULL */
+}
+
+char **ww_exec_env(char *const envp[], char **env, size_t slots)
 {
 	static char preload[4096], mark[48];
-	size_t n = 0, count = 0;
+	size_t n = 0;
 	bool loads_us = false;
-	*scratch = NULL;
-	if (!ww_ready() || !envp)
+	if (!ww_ready() || !envp || slots == 0)
 		return (char **)envp;
-	while (envp[count])
-		count++;
-	size_t bytes = (count + 3) * sizeof(char *);
-	char **env = ww_alloc(bytes);
-	if (!env)
-		return (char **)envp;
-	for (size_t i = 0; i < count; i++) {
+	for (size_t i = 0; envp[i] && n + 2 < slots; i++) {
 		if (!strncmp(envp[i], "WRITEWATCH_EXEC_PID=", 20))
 			continue;
 		if (!ww.cfg.follow && !strncmp(envp[i], "LD_PRELOAD=", 11)) {
@@ -540,18 +541,7 @@ char **ww_exec_env(char *const envp[], char **scratch)
 		env[n++] = mark;
 	}
 	env[n] = NULL;
-	*scratch = (char *)env;
 	return env;
-}
-
-void ww_exec_env_free(char *scratch, char *const envp[])
-{
-	size_t count = 0;
-	if (!scratch)
-		return;
-	while (envp && envp[count])
-		count++;
-	ww_free(scratch, (count + 3) * sizeof(char *));
 }
 
 /* ---- the public API ---- */

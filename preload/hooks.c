@@ -119,16 +119,29 @@ WW_EXPORT int madvise(void *addr, size_t len, int advice)
 
 /* ---- exec: a snapshot first, then the real exec with the follow policy applied ---- */
 
+/* The exec'd image's environment lives on this stack frame (the exec either replaces the
+ * process or fails and returns here): no allocation, so a vfork child, which shares the
+ * parent's memory, leaves nothing behind in it. Very large environments use the allocator. */
+#define WW_ENV_STACK 1024
+#define EXEC_WITH_ENV(envp, call)                                                                  \
+	do {                                                                                       \
+		ww_before_exec();                                                                  \
+		size_t slots = ww_exec_env_slots(envp);                                            \
+		bool big = slots > WW_ENV_STACK;                                                   \
+		char *room[big ? 1 : slots];                                                       \
+		char **heap = big ? ww_alloc(slots * sizeof(char *)) : NULL;                       \
+		char **env = ww_exec_env(envp, heap ? heap : room, big && !heap ? 0 : slots);      \
+		int rc = call;                                                                     \
+		int saved = errno;                                                                 \
+		if (heap)                                                                          \
+			ww_free(heap, slots * sizeof(char *));                                     \
+		errno = saved;                                                                     \
+		return rc;                                                                         \
+	} while (0)
+
 WW_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-	char *scratch;
-	ww_before_exec();
-	char **env = ww_exec_env(envp, &scratch);
-	int rc = ww_real.execve(path, argv, env);
-	int saved = errno;
-	ww_exec_env_free(scratch, envp);
-	errno = saved;
-	return rc;
+	EXEC_WITH_ENV(envp, ww_real.execve(path, argv, env));
 }
 
 WW_EXPORT int execv(const char *path, char *const argv[])
@@ -138,14 +151,7 @@ WW_EXPORT int execv(const char *path, char *const argv[])
 
 WW_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	char *scratch;
-	ww_before_exec();
-	char **env = ww_exec_env(envp, &scratch);
-	int rc = ww_real.execvpe(file, argv, env);
-	int saved = errno;
-	ww_exec_env_free(scratch, envp);
-	errno = saved;
-	return rc;
+	EXEC_WITH_ENV(envp, ww_real.execvpe(file, argv, env));
 }
 
 WW_EXPORT int execvp(const char *file, char *const argv[])
@@ -155,14 +161,13 @@ WW_EXPORT int execvp(const char *file, char *const argv[])
 
 WW_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-	char *scratch;
-	ww_before_exec();
-	char **env = ww_exec_env(envp, &scratch);
-	int rc = ww_real.fexecve(fd, argv, env);
-	int saved = errno;
-	ww_exec_env_free(scratch, envp);
-	errno = saved;
-	return rc;
+	EXEC_WITH_ENV(envp, ww_real.fexecve(fd, argv, env));
+}
+
+WW_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+		       int flags)
+{
+	EXEC_WITH_ENV(envp, ww_real.execveat(dirfd, path, argv, env, flags));
 }
 
 /* execl and friends: gather the variable arguments into an argv array first. */

@@ -54,6 +54,11 @@ static int raw_execve(const char *p, char *const a[], char *const e[])
 	return (int)ret_errno(ww_sys(SYS_execve, (long)p, (long)a, (long)e, 0, 0, 0));
 }
 
+static int raw_execveat(int dfd, const char *p, char *const a[], char *const e[], int flags)
+{
+	return (int)ret_errno(ww_sys(SYS_execveat, dfd, (long)p, (long)a, (long)e, flags, 0));
+}
+
 static int late_execvpe(const char *p, char *const a[], char *const e[])
 {
 	ww_real_resolve_late();
@@ -91,8 +96,17 @@ static sighandler_t late_signal(int s, sighandler_t h)
 }
 
 struct ww_real_fns ww_real = {
-	raw_mmap, raw_munmap, raw_mremap, raw_mprotect, raw_madvise,
-	raw_execve, late_execvpe, raw_fexecve, late_sigaction, late_signal,
+	.mmap = raw_mmap,
+	.munmap = raw_munmap,
+	.mremap = raw_mremap,
+	.mprotect = raw_mprotect,
+	.madvise = raw_madvise,
+	.execve = raw_execve,
+	.execvpe = late_execvpe,
+	.fexecve = raw_fexecve,
+	.execveat = raw_execveat,
+	.sigaction = late_sigaction,
+	.signal = late_signal,
 };
 
 #define RESOLVE(field, name)                                                                       \
@@ -112,6 +126,7 @@ void ww_real_resolve(void)
 	RESOLVE(execve, "execve");
 	RESOLVE(execvpe, "execvpe");
 	RESOLVE(fexecve, "fexecve");
+	RESOLVE(execveat, "execveat");
 	RESOLVE(sigaction, "sigaction");
 	RESOLVE(signal, "signal");
 }

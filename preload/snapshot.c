@@ -200,10 +200,10 @@ void ww_track_register(struct ww_region *r)
 		r->flags |= WW_RF_REGISTERED;
 		return;
 	}
-	ww_warn_once(warned_register,
-		     "cannot watch %lx-%lx: %s (EBUSY: the program registered its own userfaultfd "
-		     "there); such memory is counted as untracked_bytes",
-		     (unsigned long)r->start, (unsigned long)r->end, ww_strerror(rc));
+	ww_warn_once(warned_register, "cannot watch %lx-%lx: %s%s; such memory is counted as "
+				      "untracked_bytes",
+		     (unsigned long)r->start, (unsigned long)r->end, ww_strerror(rc),
+		     rc == -EBUSY ? " (the program registered its own userfaultfd there)" : "");
 }
 
 /* A region that can grow into a gap right after it (the brk heap, discovered memory). */

@@ -437,9 +437,11 @@ struct ww_site *ww_caller_site_locked(const uintptr_t *frames, int depth);
 void ww_init(void);
 bool ww_ready(void);
 void ww_before_exec(void);
-/* The environment for an exec'd image (see core.c); free with ww_exec_env_free. */
-char **ww_exec_env(char *const envp[], char **scratch);
-void ww_exec_env_free(char *scratch, char *const envp[]);
+/* The environment for an exec'd image: with WRITEWATCH_FOLLOW=0 without the shim in
+ * LD_PRELOAD, else with a marker that gives the new image's header cause "exec". env has room
+ * for slots entries (ww_exec_env_slots); returns env, or envp itself when nothing changes. */
+size_t ww_exec_env_slots(char *const envp[]);
+char **ww_exec_env(char *const envp[], char **env, size_t slots);
 /* The program closed or replaced our descriptors (ww_kern_check's mask): open new ones. */
 void ww_kern_recover(int bad);
 
