@@ -81,6 +81,8 @@ static void rearm_region(void *ctx, struct ww_region *r)
 /* ---- munmap ---- */
 
 static uint64_t munmap_pending_pages;
+static size_t nclaims; /* ranges the program claimed with its own userfaultfd (below) */
+static void drop_claims(uintptr_t s, uintptr_t e);
 
 void ww_on_munmap_pre(uintptr_t addr, size_t len)
 {
@@ -91,6 +93,8 @@ void ww_on_munmap_pre(uintptr_t addr, size_t len)
 
 void ww_on_munmap_post(uintptr_t addr, size_t len)
 {
+	if (WW_UNLIKELY(nclaims))
+		drop_claims(addr, addr + page_round(len));
 	struct ww_interval *iv = &ww.table.iv;
 	uint64_t before = (uint64_t)HASH_COUNT(ww.table.regions);
 	uint64_t bytes = ww_rt_cut(&ww.table, addr, addr + page_round(len), true);
@@ -284,8 +288,6 @@ void ww_on_mprotect(uintptr_t addr, size_t len, int prot)
 	ww_rt_gaps(&ww.table, addr, addr + page_round(len), mprotect_gap, &m);
 }
 
-/* ---- glibc's malloc blocks ---- */
-
 static bool enter_core(void)
 {
 	if (ww_in_shim || !ww_ready())
@@ -300,6 +302,76 @@ static void leave_core(void)
 	ww_unlock();
 	ww_in_shim--;
 }
+
+/* ---- memory the program claims with a userfaultfd of its own ---- */
+
+/* A range can be registered with one userfaultfd only: when the program registers its own on
+ * memory we watch, we let go of it (the program's use wins) and stop tracking it. */
+#define WW_MAX_CLAIMS 256
+static struct {
+	uintptr_t start, end;
+} claims[WW_MAX_CLAIMS];
+static int warned_claim;
+
+bool ww_claimed(uintptr_t s, uintptr_t e)
+{
+	for (size_t i = 0; i < nclaims; i++)
+		if (claims[i].start < e && claims[i].end > s)
+			return true;
+	return false;
+}
+
+uint64_t ww_claimed_bytes(void)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < nclaims; i++)
+		n += claims[i].end - claims[i].start;
+	return n;
+}
+
+/* The range is unmapped or replaced: the program's claim went with it. */
+static void drop_claims(uintptr_t s, uintptr_t e)
+{
+	for (size_t i = 0; i < nclaims;) {
+		if (claims[i].start >= s && claims[i].end <= e)
+			claims[i] = claims[--nclaims];
+		else
+			i++;
+	}
+}
+
+static void unregister_part(void *ctx, struct ww_region *r)
+{
+	struct range_ctx *c = ctx;
+	uintptr_t s, e;
+	clip(c, r, &s, &e);
+	ww_kern_unregister(&ww.kern, s, e);
+}
+
+void ww_on_foreign_register(uintptr_t start, uint64_t len)
+{
+	uintptr_t end = start + page_round(len);
+	if (!enter_core())
+		return;
+	if (!ww_claimed(start, end) && nclaims < WW_MAX_CLAIMS) {
+		/* Its last writes count, as for an unmap; then the range leaves the table. */
+		ww_on_munmap_pre(start, end - start);
+		struct range_ctx c = {start, end, 0};
+		size_t n = ww_rt_overlaps(&ww.table, start, end, unregister_part, &c);
+		ww_on_munmap_post(start, end - start);
+		claims[nclaims].start = start;
+		claims[nclaims].end = end;
+		nclaims++;
+		if (n)
+			ww_warn_once(warned_claim,
+				     "the program registers its own userfaultfd on %lx-%lx; that memory "
+				     "is its own now and no longer tracked (counted in untracked_bytes)",
+				     (unsigned long)start, (unsigned long)end);
+	}
+	leave_core();
+}
+
+/* ---- glibc's malloc blocks ---- */
 
 void ww_on_block_made(uintptr_t start, size_t len, size_t requested)
 {

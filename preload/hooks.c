@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "real.h"
 #include "ww.h"
+#include "ww_uapi.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -115,6 +116,21 @@ WW_EXPORT int madvise(void *addr, size_t len, int advice)
 	int rc = ww_real.madvise(addr, len, advice);
 	leave(errno);
 	return rc;
+}
+
+/* ---- ioctl: a userfaultfd of the program's own takes precedence over ours ---- */
+
+WW_EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *); /* every ioctl takes at most one pointer-sized argument */
+	va_end(ap);
+	if (WW_UNLIKELY(req == UFFDIO_REGISTER) && fd != ww.kern.uffd && arg && ww_ready()) {
+		const uint64_t *range = arg; /* struct uffdio_register starts with {start, len} */
+		ww_on_foreign_register((uintptr_t)range[0], range[1]);
+	}
+	return ww_real.ioctl(fd, req, arg);
 }
 
 /* ---- exec: a snapshot first, then the real exec with the follow policy applied ---- */

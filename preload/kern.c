@@ -147,6 +147,12 @@ int ww_kern_register(struct ww_kern *k, uintptr_t start, uintptr_t end)
 	return (int)ww_sys_ioctl(k->uffd, UFFDIO_REGISTER, &reg);
 }
 
+int ww_kern_unregister(struct ww_kern *k, uintptr_t start, uintptr_t end)
+{
+	struct uffdio_range range = {start, end - start};
+	return (int)ww_sys_ioctl(k->uffd, UFFDIO_UNREGISTER, &range);
+}
+
 bool ww_kern_unregistered(struct ww_kern *k, uintptr_t start, uintptr_t end)
 {
 	struct page_region v;

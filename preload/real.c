@@ -49,6 +49,15 @@ static int raw_madvise(void *a, size_t l, int adv)
 	return (int)ret_errno(ww_sys(SYS_madvise, (long)a, (long)l, adv, 0, 0, 0));
 }
 
+static int raw_ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	return (int)ret_errno(ww_sys(SYS_ioctl, fd, (long)req, (long)arg, 0, 0, 0));
+}
+
 static int raw_execve(const char *p, char *const a[], char *const e[])
 {
 	return (int)ret_errno(ww_sys(SYS_execve, (long)p, (long)a, (long)e, 0, 0, 0));
@@ -101,6 +110,7 @@ struct ww_real_fns ww_real = {
 	.mremap = raw_mremap,
 	.mprotect = raw_mprotect,
 	.madvise = raw_madvise,
+	.ioctl = raw_ioctl,
 	.execve = raw_execve,
 	.execvpe = late_execvpe,
 	.fexecve = raw_fexecve,
@@ -123,6 +133,7 @@ void ww_real_resolve(void)
 	RESOLVE(mremap, "mremap");
 	RESOLVE(mprotect, "mprotect");
 	RESOLVE(madvise, "madvise");
+	RESOLVE(ioctl, "ioctl");
 	RESOLVE(execve, "execve");
 	RESOLVE(execvpe, "execvpe");
 	RESOLVE(fexecve, "fexecve");

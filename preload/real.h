@@ -13,6 +13,7 @@ struct ww_real_fns {
 	void *(*mremap)(void *, size_t, size_t, int, ...);
 	int (*mprotect)(void *, size_t, int);
 	int (*madvise)(void *, size_t, int);
+	int (*ioctl)(int, unsigned long, ...);
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);

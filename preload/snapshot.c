@@ -227,6 +227,8 @@ struct gap_ctx {
 static void on_gap(void *ctx, uintptr_t s, uintptr_t e)
 {
 	const struct ww_vma *v = ((struct gap_ctx *)ctx)->vma;
+	if (ww_claimed(s, e))
+		return; /* the program's own userfaultfd holds it */
 	struct ww_region *r = extendable_before(s, v);
 	if (r) {
 		r->end = e;
@@ -475,7 +477,7 @@ int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 		ww_kern_recover(bad);
 	ww_reconcile_locked();
 	ww.seq++;
-	untracked_bytes = 0;
+	untracked_bytes = ww_claimed_bytes();
 	regions_buf.len = 0;
 	regions_buf.oom = false;
 	uint64_t written = 0, tracked = 0, ever = 0, nregions = 0;

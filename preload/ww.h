@@ -330,8 +330,9 @@ void ww_kern_close(struct ww_kern *k);
 /* Check our descriptors still are what we opened (the program may close or dup2 over them).
  * Returns a bitmask: 1 = userfaultfd gone, 2 = pagemap gone. */
 int ww_kern_check(struct ww_kern *k);
-/* Register [start,end) for async write-protect. 0 or -errno. */
+/* Register [start,end) for async write-protect, or undo that. 0 or -errno. */
 int ww_kern_register(struct ww_kern *k, uintptr_t start, uintptr_t end);
+int ww_kern_unregister(struct ww_kern *k, uintptr_t start, uintptr_t end);
 /* True when some part of [start,end) is mapped but not registered with a WP_ASYNC context. */
 bool ww_kern_unregistered(struct ww_kern *k, uintptr_t start, uintptr_t end);
 
@@ -424,6 +425,12 @@ void ww_on_discard_pre(uintptr_t addr, size_t len, int advice);
 void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags);
 void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen);
 void ww_on_mprotect(uintptr_t addr, size_t len, int prot);
+
+/* The program registers a userfaultfd of its own on [start, start+len): let go of it. Takes
+ * the lock itself. ww_claimed says whether a range overlaps such memory (lock held). */
+void ww_on_foreign_register(uintptr_t start, uint64_t len);
+bool ww_claimed(uintptr_t s, uintptr_t e);
+uint64_t ww_claimed_bytes(void);
 
 /* Events from the allocation hooks (events.c); these take the lock themselves and keep errno. */
 void ww_on_block_made(uintptr_t start, size_t len, size_t requested);
