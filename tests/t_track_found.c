@@ -11,28 +11,6 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-#define SNAP(label, ...)                                                                           \
-	do {                                                                                       \
-		struct tp_window *ws_[] = {__VA_ARGS__};                                           \
-		tp_snapshot(label, ws_, sizeof ws_ / sizeof ws_[0]);                               \
-	} while (0)
-
-static volatile int sink;
-
-static void write_some(struct tp_window *w, size_t from, size_t to, unsigned pct)
-{
-	for (size_t i = from; i < to; i++)
-		if (tp_rand() % 100 < pct)
-			tp_write(w, i);
-}
-
-static void read_some(struct tp_window *w, size_t from, size_t to, unsigned pct)
-{
-	for (size_t i = from; i < to; i++)
-		if (tp_rand() % 100 < pct)
-			sink += tp_read(w, i);
-}
-
 static void fail(const char *what)
 {
 	errno = 0;
@@ -87,7 +65,7 @@ static void test_malloc(void)
 	SNAP("big-new", &Bold);
 
 	big_write(&Bold, 15);
-	read_some(&Bold, 1, old_pages, 30);
+	tp_read_some(&Bold, 1, old_pages, 30);
 	SNAP("big-rewrite", &Bold);
 
 	void *g = mmap(base + old_pages * TP_PAGE, TP_PAGE, PROT_NONE,
@@ -111,7 +89,7 @@ static void test_malloc(void)
 			tp_mark(&Bnew, i);
 	tp_mark(&Bnew, 0);
 	tp_window_init(&Bold, "malloc-old", base, old_pages); /* moved away: nothing there */
-	write_some(&Bnew, 1, new_pages, 10);
+	tp_write_some(&Bnew, 1, new_pages, 10);
 	if (discovery) {
 		/* The old mapping went behind the hooks' back (glibc's mremap): found gone at the
 		 * snapshot, retired whole; its writes are not lost but reported at the new address. */
@@ -124,8 +102,8 @@ static void test_malloc(void)
 	tp_expect_field("big-realloc", "retired_written_bytes", 0);
 	SNAP("big-realloc", &Bold, &Bnew);
 
-	write_some(&Bnew, 1, new_pages, 10);
-	read_some(&Bnew, 1, new_pages, 30);
+	tp_write_some(&Bnew, 1, new_pages, 10);
+	tp_read_some(&Bnew, 1, new_pages, 30);
 	SNAP("big-after", &Bold, &Bnew);
 
 	free(q);
@@ -147,15 +125,15 @@ static void *stack_thread(void *arg)
 	uintptr_t first = ((uintptr_t)buf + TP_PAGE - 1) & ~(TP_PAGE - 1);
 	size_t n = ((uintptr_t)buf + TS_BYTES - first) / TP_PAGE; /* whole pages inside buf */
 	tp_window_init(&Tstack, "thread-stack", (void *)first, n);
-	write_some(&Tstack, 0, n, 30);
-	read_some(&Tstack, 0, n, 30);
+	tp_write_some(&Tstack, 0, n, 30);
+	tp_read_some(&Tstack, 0, n, 30);
 	pthread_barrier_wait(&bar); /* main: snapshot 1 */
 	pthread_barrier_wait(&bar);
-	write_some(&Tstack, 0, n, 20);
-	read_some(&Tstack, 0, n, 50);
+	tp_write_some(&Tstack, 0, n, 20);
+	tp_read_some(&Tstack, 0, n, 50);
 	pthread_barrier_wait(&bar); /* main: snapshot 2 */
 	pthread_barrier_wait(&bar);
-	sink += buf[0];
+	tp_sink += buf[0];
 	return NULL;
 }
 
@@ -189,12 +167,12 @@ static void test_brk(void)
 	if ((uintptr_t)h & (TP_PAGE - 1))
 		fail("sbrk not page aligned");
 	tp_window_init(&Heap, "brk", h, 64);
-	write_some(&Heap, 0, 64, 30);
-	read_some(&Heap, 0, 64, 30);
+	tp_write_some(&Heap, 0, 64, 30);
+	tp_read_some(&Heap, 0, 64, 30);
 	SNAP("brk-1", &Heap);
 
-	write_some(&Heap, 0, 64, 30);
-	read_some(&Heap, 0, 64, 50);
+	tp_write_some(&Heap, 0, 64, 30);
+	tp_read_some(&Heap, 0, 64, 50);
 	SNAP("brk-2", &Heap);
 }
 
@@ -208,19 +186,19 @@ static void test_raw(void)
 	if (r == -1)
 		tp_die("syscall mmap");
 	tp_window_init(&Raw, "raw-mmap", (void *)r, 40);
-	write_some(&Raw, 0, 40, 30);
-	read_some(&Raw, 0, 40, 30);
+	tp_write_some(&Raw, 0, 40, 30);
+	tp_read_some(&Raw, 0, 40, 30);
 	SNAP("raw-1", &Raw);
 
-	write_some(&Raw, 0, 40, 30);
-	read_some(&Raw, 0, 40, 50);
+	tp_write_some(&Raw, 0, 40, 30);
+	tp_read_some(&Raw, 0, 40, 50);
 	SNAP("raw-2", &Raw);
 
 	/* Half of it unmapped behind the shim's back, the rest written. */
 	if (syscall(SYS_munmap, r + 20 * (long)TP_PAGE, 20 * TP_PAGE) != 0)
 		tp_die("syscall munmap");
 	memset(Raw.written, 0, sizeof Raw.written);
-	write_some(&Raw, 0, 20, 40);
+	tp_write_some(&Raw, 0, 20, 40);
 	tp_expect_field("raw-3", "retired_regions", 1); /* a part of a region counts as one */
 	tp_expect_field("raw-3", "retired_bytes", 20 * TP_PAGE);
 	SNAP("raw-3", &Raw);
@@ -249,7 +227,7 @@ static void pipe_some(int fd[2], unsigned pct)
 		else if (x < pct)
 			pipe_into(fd, i, 1000, 100); /* a few bytes inside the page */
 		else if (x < pct + 20)
-			sink += tp_read(&Pipe, i);
+			tp_sink += tp_read(&Pipe, i);
 	}
 }
 

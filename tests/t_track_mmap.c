@@ -8,38 +8,6 @@
 
 #include <sys/mman.h>
 
-#define SNAP(label, ...)                                                                           \
-	do {                                                                                       \
-		struct tp_window *ws_[] = {__VA_ARGS__};                                           \
-		tp_snapshot(label, ws_, sizeof ws_ / sizeof ws_[0]);                               \
-	} while (0)
-
-static volatile int sink;
-
-static void *map_anon(size_t pages, int prot)
-{
-	void *p = mmap(NULL, pages * TP_PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		tp_die("mmap");
-	return p;
-}
-
-/* Write about pct% of the pages [from, to) of w, at random. */
-static void write_some(struct tp_window *w, size_t from, size_t to, unsigned pct)
-{
-	for (size_t i = from; i < to; i++)
-		if (tp_rand() % 100 < pct)
-			tp_write(w, i);
-}
-
-/* Load from about pct% of the pages [from, to) of w: never reported. */
-static void read_some(struct tp_window *w, size_t from, size_t to, unsigned pct)
-{
-	for (size_t i = from; i < to; i++)
-		if (tp_rand() % 100 < pct)
-			sink += tp_read(w, i);
-}
-
 static size_t count_written(const struct tp_window *w, size_t from, size_t to)
 {
 	size_t n = 0;
@@ -66,71 +34,71 @@ int main(int argc, char **argv)
 	tp_open(); /* stdio's buffers exist before the first phase: no allocation noise later */
 
 	/* ---- random writes over several regions; re-writes; reads; untouched pages ---- */
-	tp_window_init(&A, "A", map_anon(200, PROT_READ | PROT_WRITE), 200);
-	tp_window_init(&B, "B", map_anon(50, PROT_READ | PROT_WRITE), 50);
-	tp_window_init(&C, "C", map_anon(333, PROT_READ | PROT_WRITE), 333);
-	tp_window_init(&U, "U", map_anon(100, PROT_READ | PROT_WRITE), 100);
-	write_some(&A, 0, 200, 30);
-	write_some(&B, 0, 50, 50);
-	write_some(&C, 0, 333, 10);
+	tp_window_init(&A, "A", tp_map(200, PROT_READ | PROT_WRITE), 200);
+	tp_window_init(&B, "B", tp_map(50, PROT_READ | PROT_WRITE), 50);
+	tp_window_init(&C, "C", tp_map(333, PROT_READ | PROT_WRITE), 333);
+	tp_window_init(&U, "U", tp_map(100, PROT_READ | PROT_WRITE), 100);
+	tp_write_some(&A, 0, 200, 30);
+	tp_write_some(&B, 0, 50, 50);
+	tp_write_some(&C, 0, 333, 10);
 	SNAP("mm-write", &A, &B, &C, &U);
 
-	write_some(&A, 0, 200, 20);
-	write_some(&B, 0, 50, 20);
-	write_some(&C, 0, 333, 20);
-	read_some(&A, 0, 200, 50);
-	read_some(&B, 0, 50, 50);
-	read_some(&C, 0, 333, 50);
-	read_some(&U, 0, 100, 100); /* every page of U read, none written: the zero page */
+	tp_write_some(&A, 0, 200, 20);
+	tp_write_some(&B, 0, 50, 20);
+	tp_write_some(&C, 0, 333, 20);
+	tp_read_some(&A, 0, 200, 50);
+	tp_read_some(&B, 0, 50, 50);
+	tp_read_some(&C, 0, 333, 50);
+	tp_read_some(&U, 0, 100, 100); /* every page of U read, none written: the zero page */
 	SNAP("mm-rewrite", &A, &B, &C, &U);
 
-	read_some(&A, 0, 200, 100);
-	read_some(&B, 0, 50, 100);
-	read_some(&C, 0, 333, 100);
-	read_some(&U, 0, 100, 100);
+	tp_read_some(&A, 0, 200, 100);
+	tp_read_some(&B, 0, 50, 100);
+	tp_read_some(&C, 0, 333, 100);
+	tp_read_some(&U, 0, 100, 100);
 	SNAP("mm-read-only", &A, &B, &C, &U);
 
-	write_some(&U, 0, 100, 10); /* zero-page mappings written: copy on write, reported */
+	tp_write_some(&U, 0, 100, 10); /* zero-page mappings written: copy on write, reported */
 	SNAP("mm-zero-then-write", &A, &B, &C, &U);
 
 	/* ---- partial munmap: the middle third of a 90-page region goes ---- */
-	char *m = map_anon(90, PROT_READ | PROT_WRITE);
+	char *m = tp_map(90, PROT_READ | PROT_WRITE);
 	tp_window_init(&Mlo, "M-low", m, 30);
 	tp_window_init(&Mmid, "M-mid", m + 30 * TP_PAGE, 30);
 	tp_window_init(&Mhi, "M-high", m + 60 * TP_PAGE, 30);
-	write_some(&Mlo, 0, 30, 40);
-	write_some(&Mmid, 0, 30, 40);
-	write_some(&Mhi, 0, 30, 40);
+	tp_write_some(&Mlo, 0, 30, 40);
+	tp_write_some(&Mmid, 0, 30, 40);
+	tp_write_some(&Mhi, 0, 30, 40);
 	SNAP("un-before", &Mlo, &Mmid, &Mhi);
 
-	write_some(&Mlo, 0, 30, 40);
-	write_some(&Mmid, 0, 30, 40);
-	write_some(&Mhi, 0, 30, 40);
+	tp_write_some(&Mlo, 0, 30, 40);
+	tp_write_some(&Mmid, 0, 30, 40);
+	tp_write_some(&Mhi, 0, 30, 40);
 	size_t mid_written = count_written(&Mmid, 0, 30);
 	if (munmap(m + 30 * TP_PAGE, 30 * TP_PAGE) != 0)
 		tp_die("munmap");
 	tp_window_init(&Mmid, "M-mid", m + 30 * TP_PAGE, 30); /* gone: nothing may be reported */
-	write_some(&Mlo, 0, 30, 40);
-	write_some(&Mhi, 0, 30, 40);
+	tp_write_some(&Mlo, 0, 30, 40);
+	tp_write_some(&Mhi, 0, 30, 40);
 	tp_expect_field("un-after", "retired_written_bytes", mid_written * TP_PAGE);
 	tp_expect_field("un-after", "retired_bytes", 30 * TP_PAGE);
 	tp_expect_field("un-after", "retired_regions", 1);
 	SNAP("un-after", &Mlo, &Mmid, &Mhi);
 
-	write_some(&Mlo, 0, 30, 40);
-	write_some(&Mhi, 0, 30, 40);
+	tp_write_some(&Mlo, 0, 30, 40);
+	tp_write_some(&Mhi, 0, 30, 40);
 	tp_expect_field("un-next", "retired_written_bytes", 0);
 	tp_expect_field("un-next", "retired_bytes", 0);
 	SNAP("un-next", &Mlo, &Mmid, &Mhi);
 
 	/* ---- mremap grow-and-move (MREMAP_MAYMOVE) of a 64-page region ---- */
-	char *r1 = map_anon(64, PROT_READ | PROT_WRITE);
+	char *r1 = tp_map(64, PROT_READ | PROT_WRITE);
 	block_after(r1, 64);
 	tp_window_init(&R1, "R1-old", r1, 64);
-	write_some(&R1, 0, 64, 40);
+	tp_write_some(&R1, 0, 64, 40);
 	SNAP("mr1-before", &R1);
 
-	write_some(&R1, 0, 64, 40);
+	tp_write_some(&R1, 0, 64, 40);
 	char *n1 = mremap(r1, 64 * TP_PAGE, 128 * TP_PAGE, MREMAP_MAYMOVE);
 	if (n1 == MAP_FAILED)
 		tp_die("mremap");
@@ -148,17 +116,17 @@ int main(int argc, char **argv)
 	tp_expect_field("mr1-move", "retired_written_bytes", 0);
 	SNAP("mr1-move", &R1, &N1);
 
-	write_some(&N1, 0, 128, 30); /* the moved pages were re-armed: only these count */
+	tp_write_some(&N1, 0, 128, 30); /* the moved pages were re-armed: only these count */
 	SNAP("mr1-after", &R1, &N1);
 
 	/* ---- mremap MAYMOVE|FIXED to an address reserved with PROT_NONE ---- */
-	char *r2 = map_anon(64, PROT_READ | PROT_WRITE);
-	char *dest = map_anon(128, PROT_NONE);
+	char *r2 = tp_map(64, PROT_READ | PROT_WRITE);
+	char *dest = tp_map(128, PROT_NONE);
 	tp_window_init(&R2, "R2-old", r2, 64);
-	write_some(&R2, 0, 64, 40);
+	tp_write_some(&R2, 0, 64, 40);
 	SNAP("mr2-before", &R2);
 
-	write_some(&R2, 0, 64, 40);
+	tp_write_some(&R2, 0, 64, 40);
 	char *n2 = mremap(r2, 64 * TP_PAGE, 128 * TP_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
 	if (n2 == MAP_FAILED)
 		tp_die("mremap fixed");
@@ -178,20 +146,20 @@ int main(int argc, char **argv)
 	tp_expect_field("mr2-fixed", "retired_written_bytes", 0);
 	SNAP("mr2-fixed", &R2, &N2);
 
-	write_some(&N2, 0, 128, 30);
+	tp_write_some(&N2, 0, 128, 30);
 	SNAP("mr2-after", &R2, &N2);
 
 	/* ---- mremap MAYMOVE|FIXED onto memory written in the same interval ---- */
-	char *s3 = map_anon(32, PROT_READ | PROT_WRITE);
-	char *t3 = map_anon(64, PROT_READ | PROT_WRITE);
+	char *s3 = tp_map(32, PROT_READ | PROT_WRITE);
+	char *t3 = tp_map(64, PROT_READ | PROT_WRITE);
 	tp_window_init(&S3, "S3", s3, 32);
 	tp_window_init(&T3, "T3", t3, 64);
-	write_some(&S3, 0, 32, 50);
-	write_some(&T3, 0, 64, 50);
+	tp_write_some(&S3, 0, 32, 50);
+	tp_write_some(&T3, 0, 64, 50);
 	SNAP("mr3-before", &S3, &T3);
 
-	write_some(&S3, 0, 32, 50);
-	write_some(&T3, 0, 64, 50);
+	tp_write_some(&S3, 0, 32, 50);
+	tp_write_some(&T3, 0, 64, 50);
 	size_t t3_written = count_written(&T3, 0, 64);
 	if (mremap(s3, 32 * TP_PAGE, 64 * TP_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, t3) != t3)
 		tp_die("mremap onto written memory");
@@ -207,12 +175,12 @@ int main(int argc, char **argv)
 	SNAP("mr3-fixed", &S3, &T3);
 
 	/* ---- MAP_FIXED anonymous over the second half of a tracked region ---- */
-	char *f = map_anon(64, PROT_READ | PROT_WRITE);
+	char *f = tp_map(64, PROT_READ | PROT_WRITE);
 	tp_window_init(&F, "F", f, 64);
-	write_some(&F, 0, 64, 40);
+	tp_write_some(&F, 0, 64, 40);
 	SNAP("mf-before", &F);
 
-	write_some(&F, 0, 64, 40);
+	tp_write_some(&F, 0, 64, 40);
 	size_t f_high = count_written(&F, 32, 64);
 	if (mmap(f + 32 * TP_PAGE, 32 * TP_PAGE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != f + 32 * TP_PAGE)
@@ -224,45 +192,45 @@ int main(int argc, char **argv)
 	tp_expect_field("mf-fixed", "retired_regions", 1);
 	SNAP("mf-fixed", &F);
 
-	write_some(&F, 0, 64, 30);
+	tp_write_some(&F, 0, 64, 30);
 	SNAP("mf-after", &F);
 
 	/* ---- mprotect: PROT_READ made RW; RW->RO->RW; a split; PROT_NONE made RW ---- */
-	char *pp = map_anon(64, PROT_READ);
-	char *qq = map_anon(32, PROT_NONE);
+	char *pp = tp_map(64, PROT_READ);
+	char *qq = tp_map(32, PROT_NONE);
 	tp_window_init(&P, "P", pp, 64);
 	tp_window_init(&Q, "Q", qq, 32);
-	read_some(&P, 0, 64, 100);
+	tp_read_some(&P, 0, 64, 100);
 	SNAP("mp-ro", &P, &Q);
 
 	if (mprotect(pp, 64 * TP_PAGE, PROT_READ | PROT_WRITE) != 0 ||
 	    mprotect(qq, 32 * TP_PAGE, PROT_READ | PROT_WRITE) != 0)
 		tp_die("mprotect rw");
-	write_some(&P, 0, 64, 40);
-	write_some(&Q, 0, 32, 40);
+	tp_write_some(&P, 0, 64, 40);
+	tp_write_some(&Q, 0, 32, 40);
 	SNAP("mp-rw", &P, &Q);
 
 	if (mprotect(pp, 64 * TP_PAGE, PROT_READ) != 0)
 		tp_die("mprotect ro");
-	read_some(&P, 0, 64, 100);
+	tp_read_some(&P, 0, 64, 100);
 	SNAP("mp-cycle-ro", &P, &Q);
 
 	if (mprotect(pp, 64 * TP_PAGE, PROT_READ | PROT_WRITE) != 0)
 		tp_die("mprotect rw again");
-	write_some(&P, 0, 64, 40);
+	tp_write_some(&P, 0, 64, 40);
 	SNAP("mp-cycle-rw", &P, &Q);
 
 	if (mprotect(pp + 20 * TP_PAGE, 20 * TP_PAGE, PROT_READ) != 0)
 		tp_die("mprotect split");
-	write_some(&P, 0, 20, 40);
-	write_some(&P, 40, 64, 40);
-	read_some(&P, 20, 40, 100);
+	tp_write_some(&P, 0, 20, 40);
+	tp_write_some(&P, 40, 64, 40);
+	tp_read_some(&P, 20, 40, 100);
 	SNAP("mp-split", &P, &Q);
 
 	if (mprotect(pp, 64 * TP_PAGE, PROT_READ | PROT_WRITE) != 0)
 		tp_die("mprotect unsplit");
-	write_some(&P, 0, 64, 40);
-	write_some(&Q, 0, 32, 40);
+	tp_write_some(&P, 0, 64, 40);
+	tp_write_some(&Q, 0, 32, 40);
 	SNAP("mp-joined", &P, &Q);
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "writewatch.h"
@@ -134,6 +135,39 @@ static inline void tp_snapshot(const char *label, struct tp_window **ws, size_t 
 	tp_expect(label, ws, nw);
 	if (writewatch_snapshot(label) != 0)
 		tp_die("writewatch_snapshot");
+}
+
+/* Take snapshot `label` with the truth of the windows given: SNAP("x", &a, &b). */
+#define SNAP(label, ...)                                                                           \
+	do {                                                                                       \
+		struct tp_window *ws_[] = {__VA_ARGS__};                                           \
+		tp_snapshot(label, ws_, sizeof ws_ / sizeof ws_[0]);                               \
+	} while (0)
+
+static volatile int tp_sink;
+
+static inline void *tp_map(size_t pages, int prot)
+{
+	void *p = mmap(NULL, pages * TP_PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		tp_die("mmap");
+	return p;
+}
+
+/* Write about pct% of the pages [from, to) of w, at random. */
+static inline void tp_write_some(struct tp_window *w, size_t from, size_t to, unsigned pct)
+{
+	for (size_t i = from; i < to; i++)
+		if (tp_rand() % 100 < pct)
+			tp_write(w, i);
+}
+
+/* Load from about pct% of the pages [from, to) of w: never reported. */
+static inline void tp_read_some(struct tp_window *w, size_t from, size_t to, unsigned pct)
+{
+	for (size_t i = from; i < to; i++)
+		if (tp_rand() % 100 < pct)
+			tp_sink += tp_read(w, i);
 }
 
 #endif
