@@ -294,32 +294,62 @@ def long_lines_are_streamed():
 
 @case
 def sites_when_present():
-    """site records (a later shim's call sites): top sites by pages written, stacks as text."""
+    """site records (the shim's call sites): top sites by bytes written, their churn and peak,
+    stacks as module+offset (or symbolized); region records name their site."""
     tmp = tmpdir()
+    lib = "/nonexistent/libdemo.so"           # not on this machine: module+offset, no addr2line
     records = [header(), snapshot(1, 30),
-               {"type": "site", "seq": 1, "id": 9, "written_pages": 20, "retired_written_bytes": 4 * PAGE,
-                "stack": [{"function": "fill_table", "file": "t.c", "line": 12}, "main (t.c:40)"]},
-               {"type": "site", "seq": 1, "id": 4, "written_pages": 10,
-                "stack": [{"addr": 0x401000, "module": "/usr/bin/demo"}]},
+               {"type": "module", "path": lib, "start": "0x7f0000000000", "end": "0x7f0000100000",
+                "bias": "0x7f0000000000", "build_id": "00ff"},
+               {"type": "site", "seq": 1, "id": 9, "frames": ["0x7f0000001235", "0x5555"],
+                "regions_made": 3, "bytes_peak": 8 * PAGE, "bytes_made": 32 * PAGE,
+                "written_bytes": 20 * PAGE,
+                "ever_written_bytes": 20 * PAGE, "churn_bytes": 0, "interval_churn_bytes": 0},
+               {"type": "site", "seq": 1, "id": 4, "frames": ["main (t.c:40)"], "regions_made": 1,
+                "bytes_peak": PAGE, "written_bytes": 10 * PAGE, "churn_bytes": 0},
                region(1, 1, 0x1000000, 64, [[0, 20]], site=9, new=True),
                region(1, 2, 0x2000000, 64, [[0, 10]], site=4, new=True),
-               snapshot(2, 5), {"type": "site", "seq": 2, "id": 4, "written_pages": 5},
+               snapshot(2, 5),
+               {"type": "site", "seq": 2, "id": 4, "regions_made": 2, "bytes_peak": 2 * PAGE,
+                "written_bytes": 5 * PAGE, "churn_bytes": 3 * PAGE, "interval_churn_bytes": 3 * PAGE},
                region(2, 2, 0x2000000, 64, [[0, 5]], site=4)]
     path = write_jsonl(os.path.join(tmp, "sites.jsonl"), records)
     result = run_report([path, "--json"])
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and "unknown type" not in result.stderr, result.stderr
     sites = json.loads(result.stdout)["top_sites"]
-    assert [(s["id"], s["written_bytes"], s["regions"]) for s in sites] == \
-        [(9, 20 * PAGE, 1), (4, 15 * PAGE, 1)], sites
-    assert sites[0]["frames"] == ["fill_table (t.c:12)", "main (t.c:40)"], sites[0]["frames"]
-    assert sites[0]["churn_bytes"] == 4 * PAGE and sites[1]["frames"] == ["0x401000 in demo"], sites
+    got = [(s["id"], s["written_bytes"], s["churn_bytes"], s["bytes_peak"], s["regions"],
+            s["never_written_bytes"]) for s in sites]
+    assert got == [(9, 20 * PAGE, 0, 8 * PAGE, 3, 12 * PAGE), (4, 15 * PAGE, 3 * PAGE, 2 * PAGE, 2, 0)], got
+    assert sites[0]["frames"] == ["libdemo.so+0x1235", "0x5555"], sites[0]["frames"]
+    assert sites[1]["frames"] == ["main (t.c:40)"], sites[1]["frames"]
     text = run_report([path]).stdout
-    assert "top 2 site(s) by bytes written" in text and "fill_table (t.c:12)" in text, text
+    assert "top 2 call site(s) by bytes written" in text and "libdemo.so+0x1235" in text, text
     out = os.path.join(tmp, "page.html")
     assert run_report([path, "--html", out]).returncode == 0
     process = page_data(out)[0]["processes"][0]
-    assert process["top_sites"][0]["frames"][0] == "fill_table (t.c:12)"
+    assert process["top_sites"][0]["frames"][0] == "libdemo.so+0x1235"
     assert process["heatmap"]["rows"][0]["site"] == 9
+    # the older provisional form: per-interval pages and readable frames
+    old = write_jsonl(os.path.join(tmp, "old.jsonl"), [
+        header(), snapshot(1, 2), {"type": "site", "id": "s1", "written_pages": 2,
+                                   "stack": [{"function": "f", "file": "a.c", "line": 3}]}])
+    sites = json.loads(run_report([old, "--json"]).stdout)["top_sites"]
+    assert [(s["id"], s["written_bytes"], s["frames"]) for s in sites] == \
+        [("s1", 2 * PAGE, ["f (a.c:3)"])], sites
+
+
+@case
+def build_ids_are_read():
+    """The build-id check that guards symbolization reads real ELF notes."""
+    python = os.path.realpath(sys.executable)
+    found = WW.file_build_id(python)
+    assert found is None or re.fullmatch(r"[0-9a-f]{16,64}", found), found
+    assert WW.file_build_id(__file__) is None
+    readelf = shutil.which("readelf")
+    if readelf and found:
+        notes = subprocess.run([readelf, "-n", python], capture_output=True, text=True).stdout
+        assert found in notes, f"build-id {found} not in readelf's notes"
+    assert WW.addr2line(python, "not-its-build-id", [0x1000]) == {}, "a foreign build was used"
 
 
 def tree_files(tmp):
@@ -466,6 +496,8 @@ class Dom(html.parser.HTMLParser):
         self.section = None
         self.capture = []   # [(key, depth)] of elements whose text is collected
         self.depth = 0
+        self.site_rows = {}  # section -> [[cell text, ...], ...] of its top sites table
+        self.table = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -481,12 +513,19 @@ class Dom(html.parser.HTMLParser):
             self.canvases.append(dict(a, section=self.section))
         elif tag == "li" and "data-depth" in a:
             self.tree.append((int(a["data-proc"]), int(a["data-depth"])))
+        elif tag == "table" and a.get("data-table") == "sites":
+            self.table = self.site_rows.setdefault(self.section, [])
+        elif tag == "tr" and self.table is not None:
+            self.table.append([])
         key = None
         if "data-fig" in a:
             key = ("fig", self.section, a["data-fig"])
         elif a.get("id") in ("ww-errors", "ww-tip"):
             key = a["id"]
             self.texts[key + ":attrs"] = a
+        if tag == "td" and self.table:
+            self.table[-1].append("")
+            key = ("td",)
         if key:
             self.texts[key] = ""
             self.capture.append((key, self.depth))
@@ -499,10 +538,15 @@ class Dom(html.parser.HTMLParser):
         self.depth -= 1
         if tag == "section":
             self.section = None
+        if tag == "table":
+            self.table = None
 
     def handle_data(self, data):
         for key, _ in self.capture:
-            self.texts[key] += data
+            if key == ("td",):
+                self.table[-1][-1] += data
+            else:
+                self.texts[key] += data
 
 
 def exact_seconds(ns):
@@ -545,6 +589,13 @@ def expected_from_jsonl(path):
                 for page in range(first, first + count):
                     key = (first_row + min(page // band_pages, bands - 1), column)
                     cells[key] = cells.get(key, 0) + 1
+    sites = {}
+    for r in records:
+        if r["type"] == "site":
+            site = sites.setdefault(r["id"], {"written": 0, "churn": 0, "frames": None})
+            site["written"] += r.get("written_bytes", 0)
+            site["churn"] = r.get("churn_bytes", site["churn"])
+            site["frames"] = site["frames"] or r.get("frames")
     last = snaps[-1] if snaps else {}
     figures = {
         "snapshots": str(len(snaps)),
@@ -557,9 +608,11 @@ def expected_from_jsonl(path):
         "duration": exact_seconds(last.get("t_ns", 0)),
         "regions_seen": str(len(total)),
     }
+    if any("churn_bytes" in s for s in snaps):
+        figures["churn_bytes"] = f"{sum(s.get('churn_bytes', 0) for s in snaps) / MIB:.2f}"
     return {"header": head, "figures": figures, "rows": sum(b for _, b, _ in rows.values()),
             "columns": len(snaps), "cells": cells, "layout": rows, "total": total,
-            "pages": sum(r["written_pages"] for r in regions if r["id"] in rows)}
+            "pages": sum(r["written_pages"] for r in regions if r["id"] in rows), "sites": sites}
 
 
 def png_colours(path):
@@ -701,6 +754,14 @@ def browser_renders_a_real_run():
         (str(first_row), str(hover_column)), (attrs, tip)
     assert f"region #{big}" in tip and f"written: {hover_pages} pages" in tip, f"tooltip: {tip!r}"
     assert f"band 1 of {bands}" in tip or bands == 1, f"tooltip: {tip!r}"
+    sites = work["sites"]
+    if sites:                                  # a shim with call-site attribution
+        rows = dom.site_rows.get(index, [])[1:]      # after the heading row
+        assert len(rows) == min(10, len(sites)), f"{len(rows)} site rows for {len(sites)} sites"
+        top = max(sites, key=lambda i: (sites[i]["written"], sites[i]["churn"], str(i)))
+        assert rows[0][:2] == [str(top), f"{sites[top]['written'] / MIB:.2f}"], (rows[0], top, sites[top])
+        if shutil.which("addr2line"):
+            assert rows[0][-1].startswith("main in "), f"top site's stack not symbolized: {rows[0][-1]!r}"
     shot = os.path.join(tmp, "shot.png")
     browse(browser, "file://" + page, f"--screenshot={shot}", "--window-size=1280,1400",
            "--hide-scrollbars")
@@ -711,7 +772,8 @@ def browser_renders_a_real_run():
     spent = time.monotonic() - began
     assert spent < 60, f"the browser test took {spent:.0f} s"
     print(f"  browser test: {len(files)} files, workload heatmap {work['rows']}x{work['columns']}, "
-          f"{work['pages']} pages in {len(work['cells'])} cells, screenshot {colours} colours, "
+          f"{work['pages']} pages in {len(work['cells'])} cells, {len(sites)} sites, "
+          f"screenshot {colours} colours, "
           f"{spent:.1f} s", flush=True)
 
 
