@@ -65,6 +65,8 @@ void ww_site_resized(struct ww_site *s, int64_t delta)
 	if (!s)
 		return;
 	s->bytes_live = (uint64_t)((int64_t)s->bytes_live + delta);
+	if (delta > 0)
+		s->bytes_made += (uint64_t)delta; /* growth is memory made, as for a new region */
 	if (s->bytes_live > s->bytes_peak)
 		s->bytes_peak = s->bytes_live;
 	s->dirty = true;
