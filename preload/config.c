@@ -69,11 +69,18 @@ static const struct {
 	{"PWR", SIGPWR},   {"SYS", SIGSYS},
 };
 
-/* Signals whose default action or kernel role makes them unusable as a trigger. */
+/* The trigger may only be a signal nobody relies on for something else: not the terminating,
+ * job-control and fault signals (a handler would change what they do to the program), not the
+ * resource-limit ones, not glibc's reserved 32 and 33. */
 static bool signal_usable(int sig)
 {
-	return sig > 0 && sig < 65 && sig != SIGKILL && sig != SIGSTOP && sig != SIGSEGV &&
-	       sig != SIGBUS && sig != SIGILL && sig != SIGFPE && sig != SIGTRAP && sig != SIGABRT;
+	switch (sig) {
+	case SIGUSR1: case SIGUSR2: case SIGALRM: case SIGVTALRM: case SIGPROF:
+	case SIGWINCH: case SIGURG: case SIGIO: case SIGPWR:
+		return true;
+	default:
+		return sig >= SIGRTMIN && sig <= SIGRTMAX;
+	}
 }
 
 int ww_signal_parse(const char *s)
@@ -82,7 +89,7 @@ int ww_signal_parse(const char *s)
 	if (!strcasecmp(s, "none") || !strcmp(s, "0"))
 		return 0;
 	if (parse_long(s, &n))
-		return signal_usable((int)n) && n < 65 ? (int)n : -1;
+		return n < 65 && signal_usable((int)n) ? (int)n : -1;
 	if (!strncasecmp(s, "SIG", 3))
 		s += 3;
 	for (size_t i = 0; i < sizeof signames / sizeof signames[0]; i++)
@@ -98,7 +105,7 @@ int ww_signal_parse(const char *s)
 			return -1;
 	}
 	long sig = min ? SIGRTMIN + off : SIGRTMAX - off;
-	return (sig >= SIGRTMIN && sig <= SIGRTMAX) ? (int)sig : -1;
+	return signal_usable((int)sig) ? (int)sig : -1;
 }
 
 const char *ww_signal_name(int sig, char *buf, size_t cap)
@@ -175,8 +182,9 @@ void ww_config_parse(struct ww_config *cfg, const char *(*get)(const char *name)
 				ww_warn("%s=%s is not a whole number from %ld to %ld; using %s", o->name,
 					v, o->min, o->max, o->def_text);
 			else if (o->type == WW_OPT_SIGNAL)
-				ww_warn("%s=%s is not a usable signal (a name like USR2 or RTMIN+3, a "
-					"number, or none); using %s",
+				ww_warn("%s=%s is not a usable signal (USR1, USR2, ALRM, VTALRM, PROF, "
+					"WINCH, URG, IO, PWR, RTMIN+N, RTMAX-N, their numbers, or none); "
+					"using %s",
 					o->name, v, o->def_text);
 			else if (o->type == WW_OPT_METHOD)
 				ww_warn("%s=%s is not auto or discovery; using %s", o->name, v,

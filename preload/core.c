@@ -105,13 +105,14 @@ static void write_header(const char *cause, pid_t parent, const char *off_reason
 	ww_buf_json_str(&b, exe);
 	ww_buf_str(&b, ",\"argv\":[");
 	size_t len = read_file("/proc/self/cmdline", args, sizeof args - 1);
+	bool cut = len == sizeof args - 1; /* the header keeps the first 16 KiB of the command line */
 	args[len] = 0;
 	for (size_t i = 0; i < len; i += strlen(args + i) + 1) {
 		if (i)
 			ww_buf_str(&b, ",");
 		ww_buf_json_str(&b, args + i);
 	}
-	ww_buf_str(&b, "],\"page_size\":");
+	ww_buf_str(&b, cut ? "],\"argv_truncated\":true,\"page_size\":" : "],\"page_size\":");
 	ww_buf_u64(&b, 1ull << ww_page_shift);
 	ww_buf_str(&b, ",\"start_realtime_ns\":");
 	ww_buf_u64(&b, ww_now_ns(CLOCK_REALTIME));
@@ -307,6 +308,10 @@ static __thread int fork_locked __attribute__((tls_model("initial-exec")));
 static void fork_prepare(void)
 {
 	fork_locked = !ww_in_shim;
+	/* The lock is held across the whole fork (page tables copied: milliseconds). A signal
+	 * handler that maps or unmaps memory on this thread meanwhile must pass through, not wait
+	 * for the lock this thread holds: the guard stays up until fork_parent or fork_child. */
+	ww_in_shim++;
 	if (fork_locked)
 		ww_lock();
 }
@@ -315,6 +320,7 @@ static void fork_parent(void)
 {
 	if (fork_locked)
 		ww_unlock();
+	ww_in_shim--;
 }
 
 /* The child inherits our tables but not the registrations, and its pages carry no write
@@ -323,7 +329,7 @@ static void fork_child(void)
 {
 	pid_t parent = ww.pid;
 	int saved = errno;
-	ww_in_shim++;
+	/* ww_in_shim is still raised by fork_prepare (the child inherits this thread's TLS). */
 	*live = 1; /* wiped by the fork; this child is tracked (or not) by what follows */
 	pthread_mutex_init(&core_lock, NULL);
 	sem_init(&wake, 0, 0);

@@ -247,7 +247,11 @@ static int warned_signal;
 
 static void program_claims(int sig, const struct sigaction *act)
 {
-	if (!act || sig != ww.cfg.signal || sig == 0 || !ww_ready())
+	/* Resetting to the default is what a child does before exec (Python's subprocess, in a
+	 * vfork child that shares our memory): only a handler or SIG_IGN takes the signal away. */
+	if (!act || sig != ww.cfg.signal || sig == 0 || !ww_ready() ||
+	    (!(act->sa_flags & SA_SIGINFO) && act->sa_handler == SIG_DFL) ||
+	    ww_sys_getpid() != ww.pid)
 		return;
 	char name[16];
 	ww_warn_once(warned_signal,

@@ -41,6 +41,25 @@ void ww_buf_str(struct ww_buf *b, const char *s)
 	ww_buf_put(b, s, strlen(s));
 }
 
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when the bytes there are not one. */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned c = p[0];
+	size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+	if (!n)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if (n == 3 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0)))
+		return 0; /* overlong, or a UTF-16 surrogate */
+	if (n == 4 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90)))
+		return 0; /* overlong, or past U+10FFFF */
+	return n;
+}
+
+/* JSON strings must be UTF-8: argv, paths and labels may hold any bytes; a byte that does not
+ * start a valid sequence becomes U+FFFD, the replacement character. */
 void ww_buf_json_str(struct ww_buf *b, const char *s)
 {
 	if (!s) {
@@ -60,8 +79,16 @@ void ww_buf_json_str(struct ww_buf *b, const char *s)
 			esc[4] = hex[*p >> 4];
 			esc[5] = hex[*p & 15];
 			ww_buf_put(b, esc, 6);
-		} else {
+		} else if (*p < 0x80) {
 			ww_buf_put(b, (const char *)p, 1);
+		} else {
+			size_t n = utf8_len(p);
+			if (n) {
+				ww_buf_put(b, (const char *)p, n);
+				p += n - 1;
+			} else {
+				ww_buf_put(b, "\xef\xbf\xbd", 3);
+			}
 		}
 	}
 	ww_buf_put(b, "\"", 1);

@@ -67,7 +67,16 @@ int ww_out_open(struct ww_out *o, const char *tmpl, const char *dir, pid_t pid, 
 		o->failed = true;
 		return -ENAMETOOLONG;
 	}
-	/* An exec'd image keeps the pid: the same template names the same file, so number it. */
+	/* A template naming a directory means "in there", with the default name. */
+	struct stat st;
+	if (ww_sys(SYS_newfstatat, AT_FDCWD, (long)base, (long)&st, 0, 0, 0) == 0 &&
+	    S_ISDIR(st.st_mode)) {
+		char dir_path[sizeof base];
+		ww_fmt(dir_path, sizeof dir_path, "%s", base);
+		ww_fmt(base, sizeof base, "%s/writewatch.%s.%d.jsonl", dir_path, name, (int)pid);
+	}
+	/* An exec'd image keeps the pid: the same template names the same file, so number it.
+	 * Only next to a regular file (or a symlink, never followed): never beside a device. */
 	int fd = -EEXIST;
 	for (int i = 0; i < 100 && fd == -EEXIST; i++) {
 		if (i == 0)
@@ -75,6 +84,16 @@ int ww_out_open(struct ww_out *o, const char *tmpl, const char *dir, pid_t pid, 
 		else
 			ww_fmt(o->path, sizeof o->path, "%s.%d", base, i);
 		fd = create_new(o->path);
+		if (fd == -EEXIST && i == 0 &&
+		    ww_sys(SYS_newfstatat, AT_FDCWD, (long)o->path, (long)&st, AT_SYMLINK_NOFOLLOW,
+			   0, 0) == 0 &&
+		    !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+			ww_warn("WRITEWATCH_OUTPUT=%s names %s, which is not a regular file; the "
+				"program runs untracked",
+				tmpl, o->path);
+			o->failed = true;
+			return -EEXIST;
+		}
 	}
 	if (fd < 0) {
 		ww_warn("cannot create the output file %s: %s (WRITEWATCH_OUTPUT=%s); the program runs "
@@ -84,7 +103,6 @@ int ww_out_open(struct ww_out *o, const char *tmpl, const char *dir, pid_t pid, 
 		return fd;
 	}
 	fd = ww_fd_move_high(fd, WW_OUT_FD_BASE);
-	struct stat st;
 	ww_sys(SYS_fstat, fd, (long)&st, 0, 0, 0, 0);
 	o->dev = st.st_dev;
 	o->ino = st.st_ino;

@@ -231,7 +231,7 @@ static bool stderr_is_ours(void)
 
 void ww_warn(const char *fmt, ...)
 {
-	char line[600];
+	char line[1600];
 	if (ww_quiet || !stderr_is_ours())
 		return;
 	size_t n = ww_fmt(line, sizeof line, "%s", "writewatch: ");
@@ -264,6 +264,16 @@ const char *ww_strerror(int err)
 	case EIO: return "EIO (input/output error)";
 	case EFBIG: return "EFBIG (file too large)";
 	case ENAMETOOLONG: return "ENAMETOOLONG (name too long)";
-	default: return "error";
+	case EISDIR: return "EISDIR (is a directory)";
+	case ENXIO: return "ENXIO (no such device or address)";
+	case ETXTBSY: return "ETXTBSY (text file busy)";
+	case EAGAIN: return "EAGAIN (resource temporarily unavailable)";
+	case EFAULT: return "EFAULT (bad address)";
+	case EOPNOTSUPP: return "EOPNOTSUPP (operation not supported)";
+	default: {
+		static char other[32]; /* rare errors: the number, for the one line that names it */
+		ww_fmt(other, sizeof other, "errno %d", err < 0 ? -err : err);
+		return other;
+	}
 	}
 }

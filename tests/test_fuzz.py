@@ -14,7 +14,9 @@ RUNS = {"maps": 300000, "config": 300000}
 def fuzz(target):
     if not shutil.which("clang"):
         raise Skip("clang (libFuzzer) is not installed")
-    p = run(["make", "-s", f"{BUILD}/fuzz/fuzz_{target}"], cwd=ROOT, timeout=300)
+    # make's rule is the relative build/fuzz/fuzz_%: name the target that way, so that make
+    # rebuilds it when a source changed
+    p = run(["make", "-s", f"build/fuzz/fuzz_{target}"], cwd=ROOT, timeout=300)
     if p.returncode:
         raise Skip(f"cannot build the fuzzer: {p.stderr.decode()[-300:]}")
     seeds = os.path.join(ROOT, "tests", "fuzz", target)

@@ -103,6 +103,10 @@ static void t_signal_names(void)
 	CHECK(ww_signal_parse("RTMIN") == SIGRTMIN && ww_signal_parse("RTMAX-1") == SIGRTMAX - 1);
 	CHECK(ww_signal_parse("none") == 0 && ww_signal_parse("0") == 0);
 	CHECK(ww_signal_parse("KILL") == -1 && ww_signal_parse("SEGV") == -1);
+	CHECK(ww_signal_parse("TERM") == -1 && ww_signal_parse("INT") == -1);
+	CHECK(ww_signal_parse("CHLD") == -1 && ww_signal_parse("HUP") == -1);
+	CHECK(ww_signal_parse("32") == -1 && ww_signal_parse("33") == -1);
+	CHECK(ww_signal_parse("RTMAX-31") == -1 && ww_signal_parse("ALRM") == SIGALRM);
 	CHECK(ww_signal_parse("RTMIN-1") == -1 && ww_signal_parse("RTMIN+99") == -1);
 	CHECK(ww_signal_parse("") == -1 && ww_signal_parse("RTMIN+") == -1);
 	CHECK(!strcmp(ww_signal_name(SIGUSR2, buf, sizeof buf), "USR2"));
@@ -325,10 +329,14 @@ static void t_json(void)
 	ww_buf_hex(&b, 0x7fffdeadb000ull);
 	ww_buf_str(&b, " ");
 	ww_buf_json_str(&b, NULL);
+	ww_buf_str(&b, " ");
+	ww_buf_json_str(&b, "\xff\xfe \xe2\x82\xac \xed\xa0\x80 \xf0\x9f\x98\x80 \xc3");
 	ww_buf_put(&b, "", 1);
 	CHECK(!b.oom);
 	CHECK(!strcmp(b.data, "\"a\\\"b\\\\c\\u000a\\u0001\\u007f\xc3\xa9\" 0 18446744073709551615 "
-			      "-9223372036854775808 \"0x7fffdeadb000\" null"));
+			      "-9223372036854775808 \"0x7fffdeadb000\" null "
+			      "\"\xef\xbf\xbd\xef\xbf\xbd \xe2\x82\xac \xef\xbf\xbd\xef\xbf\xbd"
+			      "\xef\xbf\xbd \xf0\x9f\x98\x80 \xef\xbf\xbd\""));
 	ww_buf_free(&b);
 	/* a failed growth marks the buffer, and it stays marked */
 	ww_alloc_fail_after(1);
