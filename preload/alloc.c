@@ -5,6 +5,7 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #define WW_ARENA_SIZE (1u << 20)
 #define WW_MIN_SHIFT 4   /* 16-byte blocks */
@@ -30,15 +31,27 @@ static struct {
 	long fail_after;
 } A;
 
+/* Defined here, with the allocator, so that the core links into the unit tests on its own. */
+__thread int ww_in_shim __attribute__((tls_model("initial-exec")));
+
+/* The guard is up while the lock is held: a signal handler's hook on this thread passes
+ * through instead of spinning forever on the lock this thread holds (ww_alloc is also called
+ * outside the core, from pthread_create and exec). */
 static void lock(void)
 {
-	while (__atomic_exchange_n(&A.lock, 1, __ATOMIC_ACQUIRE))
-		__builtin_ia32_pause();
+	ww_in_shim++;
+	for (unsigned spins = 0; __atomic_exchange_n(&A.lock, 1, __ATOMIC_ACQUIRE); spins++) {
+		if (spins < 1000)
+			__builtin_ia32_pause();
+		else
+			ww_sys(SYS_sched_yield, 0, 0, 0, 0, 0, 0); /* a fork can hold it for long */
+	}
 }
 
 static void unlock(void)
 {
 	__atomic_store_n(&A.lock, 0, __ATOMIC_RELEASE);
+	ww_in_shim--;
 }
 
 /* MAP_NORESERVE gives our mappings VMA flags the program's plain anonymous maps lack, so the
@@ -165,6 +178,16 @@ void ww_own_note(uintptr_t start, uintptr_t end)
 	lock();
 	if (A.nown < WW_MAX_OWN)
 		A.own[A.nown++] = (struct ww_own){start, end};
+	unlock();
+}
+
+void ww_alloc_fork_lock(void)
+{
+	lock();
+}
+
+void ww_alloc_fork_unlock(void)
+{
 	unlock();
 }
 

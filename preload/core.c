@@ -17,12 +17,11 @@
 #include <unistd.h>
 
 struct ww_state ww = {.kern = {.uffd = -1, .pagemap = -1}, .out = {.fd = -1}};
-__thread int ww_in_shim __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t core_lock = PTHREAD_MUTEX_INITIALIZER;
 static int init_state; /* 0 not started, 1 in progress, 2 done */
 static sem_t wake;
-static volatile sig_atomic_t signal_pending;
+static int signal_pending; /* set by the handler, taken by the writer: atomics, both threads */
 static bool writer_running;
 static char comm[32];
 static int warned_uffd_gone;
@@ -35,6 +34,40 @@ void ww_lock(void)
 void ww_unlock(void)
 {
 	pthread_mutex_unlock(&core_lock);
+}
+
+/* A fork holds the core lock from our prepare handler to fork_parent, and meanwhile waits for
+ * locks of others: malloc's arenas, other libraries' prepare handlers. A hook on a thread holding
+ * one of those (a signal handler's mmap that interrupted malloc, an allocator calling mmap under
+ * its own mutex) would wait for the fork while the fork waits for it. So a hook waits out a fork
+ * for WW_FORK_WAIT_MS at most, then makes its call untracked: what it changed is found in
+ * /proc/self/maps later or reported lost, only the last writes before a discard are missed. */
+#define WW_FORK_WAIT_MS 100
+static int forks_holding; /* forks between fork_prepare and fork_parent */
+
+bool ww_lock_hook(void)
+{
+	struct timespec ts;
+	int waited = 0;
+	if (pthread_mutex_trylock(&core_lock) == 0)
+		return true;
+	/* 1 ms waits: the lock is taken as soon as it is free. timedlock's clock is the realtime
+	 * one, which can jump, but a jump only delays giving up on a fork; clocklock(MONOTONIC) would
+	 * not be seen by ThreadSanitizer (make check-sanitize). */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	for (;;) {
+		ts.tv_nsec += 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_mutex_timedlock(&core_lock, &ts) == 0)
+			return true;
+		if (!__atomic_load_n(&forks_holding, __ATOMIC_ACQUIRE))
+			waited = 0; /* a snapshot: wait as long as it takes */
+		else if (++waited >= WW_FORK_WAIT_MS)
+			return false;
+	}
 }
 
 /* A child made without fork()'s handlers (_Fork, a raw clone) inherits our state and the
@@ -177,7 +210,7 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	int saved = errno;
-	signal_pending = 1;
+	__atomic_store_n(&signal_pending, 1, __ATOMIC_RELAXED); /* lock-free: signal-safe */
 	sem_post(&wake);
 	errno = saved;
 }
@@ -216,30 +249,25 @@ static void *writer_main(void *arg)
 		}
 		if (rc != 0 && errno == EINTR)
 			continue;
-		enum ww_trigger trig = signal_pending ? WW_TRIG_SIGNAL : WW_TRIG_INTERVAL;
 		if (rc != 0 && errno != ETIMEDOUT)
 			continue;
-		signal_pending = 0;
-		take_snapshot(trig, NULL);
+		/* Taken in one step: a signal between reading and clearing would lose its label. */
+		bool sig = __atomic_exchange_n(&signal_pending, 0, __ATOMIC_RELAXED);
+		take_snapshot(sig ? WW_TRIG_SIGNAL : WW_TRIG_INTERVAL, NULL);
 	}
 	return NULL;
 }
 
 /* The writer thread runs on a stack the shim maps itself, with every signal blocked, so the
  * program's signals never land on it and its stack never shows up as program memory. */
-static void start_writer(void)
+static int start_writer_on(size_t stack_size, void **stack)
 {
-	static const size_t stack_size = 256 * 1024;
-	if (ww.cfg.interval_ms == 0 && ww.cfg.signal == 0)
-		return;
-	void *stack = ww_alloc(stack_size);
-	if (!stack) {
-		ww_warn("out of memory for the writer thread; only exit and API snapshots are taken");
-		return;
-	}
+	*stack = ww_alloc(stack_size);
+	if (!*stack)
+		return ENOMEM;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
-	pthread_attr_setstack(&attr, stack, stack_size);
+	pthread_attr_setstack(&attr, *stack, stack_size);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigset_t all, old;
 	sigfillset(&all);
@@ -248,6 +276,28 @@ static void start_writer(void)
 	int rc = pthread_create(&t, &attr, writer_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
+	return rc;
+}
+
+static void start_writer(void)
+{
+	/* Untouched pages of our mapping cost nothing. glibc puts the static TLS at the top of a
+	 * stack it is given and refuses one too small for it (EINVAL): a TLS-heavy program, or a
+	 * sanitizer runtime, gets a bigger one. */
+	size_t stack_size = 1 << 20;
+	void *stack;
+	if (ww.cfg.interval_ms == 0 && ww.cfg.signal == 0)
+		return;
+	int rc = start_writer_on(stack_size, &stack);
+	if (rc == EINVAL) {
+		ww_free(stack, stack_size);
+		stack_size = 16 << 20;
+		rc = start_writer_on(stack_size, &stack);
+	}
+	if (rc == ENOMEM && !stack) {
+		ww_warn("out of memory for the writer thread; only exit and API snapshots are taken");
+		return;
+	}
 	if (rc != 0) {
 		ww_warn("cannot start the writer thread: %s; only exit and API snapshots are taken",
 			ww_strerror(rc));
@@ -312,14 +362,20 @@ static void fork_prepare(void)
 	 * handler that maps or unmaps memory on this thread meanwhile must pass through, not wait
 	 * for the lock this thread holds: the guard stays up until fork_parent or fork_child. */
 	ww_in_shim++;
-	if (fork_locked)
+	if (fork_locked) {
 		ww_lock();
+		ww_alloc_fork_lock();
+		__atomic_add_fetch(&forks_holding, 1, __ATOMIC_RELEASE);
+	}
 }
 
 static void fork_parent(void)
 {
-	if (fork_locked)
+	if (fork_locked) {
+		__atomic_sub_fetch(&forks_holding, 1, __ATOMIC_RELEASE);
+		ww_alloc_fork_unlock();
 		ww_unlock();
+	}
 	ww_in_shim--;
 }
 
@@ -332,6 +388,10 @@ static void fork_child(void)
 	/* ww_in_shim is still raised by fork_prepare (the child inherits this thread's TLS). */
 	*live = 1; /* wiped by the fork; this child is tracked (or not) by what follows */
 	pthread_mutex_init(&core_lock, NULL);
+	forks_holding = 0;
+	signal_pending = 0; /* a trigger the parent got is the parent's */
+	if (fork_locked)
+		ww_alloc_fork_unlock();
 	sem_init(&wake, 0, 0);
 	writer_running = false;
 	if (ww.tracking) {
@@ -471,12 +531,29 @@ void ww_kern_recover(int bad)
 
 /* ---- exec ---- */
 
+/* The lock stays held from the exec snapshot through the exec call: no snapshot of the writer
+ * (or of another thread) lands after the "exec" one, or is cut short mid-write when the exec
+ * ends every other thread. ww_after_exec releases it when the exec failed. */
+static __thread int exec_locked __attribute__((tls_model("initial-exec")));
+
 void ww_before_exec(void)
 {
 	if (!ww_ready() || ww_in_shim || ww_sys_getpid() != ww.pid)
 		return; /* a vfork child shares our memory: leave the parent's state alone */
 	ww_in_shim++;
-	take_snapshot(WW_TRIG_EXEC, NULL);
+	ww_modules_refresh();
+	ww_lock();
+	if (!ww.finished)
+		ww_snapshot_locked(WW_TRIG_EXEC, NULL);
+	exec_locked = 1;
+}
+
+void ww_after_exec(void)
+{
+	if (!exec_locked)
+		return;
+	exec_locked = 0;
+	ww_unlock();
 	ww_in_shim--;
 }
 

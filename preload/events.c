@@ -156,8 +156,10 @@ void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags, const uintptr_t
 	len = page_round(len);
 	if (!(flags & MAP_FIXED))
 		munmap_pending_pages = 0; /* no pre-harvest ran: nothing of ours was replaced */
-	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
-		ww_on_munmap_post(addr, len); /* whatever was there is gone */
+	/* Whatever the table held there is gone: replaced (MAP_FIXED), or unmapped behind the
+	 * hooks' back (glibc's own munmap, posix_spawn's stack, a raw syscall) and not yet seen gone
+	 * by a reconcile, since the kernel handed the range out as free. */
+	ww_on_munmap_post(addr, len);
 	if (!(flags & MAP_ANONYMOUS) || (flags & MAP_SHARED) || (flags & MAP_HUGETLB))
 		return;
 	new_region(addr, addr + len, WW_KIND_MMAP, (uint8_t)prot,
@@ -174,6 +176,7 @@ static struct {
 	enum ww_kind kind;
 	struct ww_site *site;
 	char name[64];
+	bool unregistered; /* the pre hook took the old range out of our registration */
 } moving;
 
 void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags)
@@ -204,6 +207,33 @@ void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newle
 		moving.name[0] = 0;
 	struct range_ctx c = {old, old + oldlen, 0};
 	ww_rt_overlaps(&ww.table, c.start, c.end, rearm_region, &c);
+	/* A move re-creates the VMA at its new place still registered with our context; there the
+	 * kernel may merge it with a registered neighbour, then drops the context of the whole
+	 * merged VMA (we take no remap events): the neighbour goes unwatched and its
+	 * write-protected pages can be written unseen (seen on 6.18 in threaded programs). So a
+	 * call that may move first takes the range out of our registration, its writes harvested
+	 * just above; the post hook registers it wherever it ends up. (A call that then fails
+	 * leaves it unregistered: the next snapshot reports its interval lost.) */
+	moving.unregistered = moving.tracked && (flags & MREMAP_MAYMOVE) &&
+			      (page_round(newlen) > oldlen || (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)));
+	if (moving.unregistered)
+		ww_kern_unregister(&ww.kern, old, old + oldlen);
+}
+
+/* Register a region again after the pre hook unregistered it, or after a move, and re-arm it:
+ * its pages carry no write protection now; their writes of this interval are pending. */
+static void register_again(struct ww_region *r)
+{
+	r->flags = (uint8_t)((r->flags & ~WW_RF_REGISTERED) | WW_RF_PENDING);
+	ww_track_register(r);
+	if (r->flags & WW_RF_REGISTERED)
+		ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_DISCARD, NULL, NULL);
+}
+
+static void register_again_fn(void *ctx, struct ww_region *r)
+{
+	(void)ctx;
+	register_again(r);
 }
 
 void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen)
@@ -211,18 +241,19 @@ void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t 
 	oldlen = page_round(oldlen);
 	newlen = page_round(newlen);
 	struct ww_region *r = ww_rt_find(&ww.table, old);
-	if (new_addr == old && r && r->end == old + oldlen) {
+	if (new_addr == old && moving.tracked) { /* in place: only the tail changed */
 		if (newlen < oldlen) {
 			uint64_t tail = ww_ps_count(&ww.table.pending, WW_PAGE(old + newlen),
 						    WW_PAGE(oldlen - newlen));
 			ww.table.iv.retired_bytes +=
 				ww_rt_cut(&ww.table, old + newlen, old + oldlen, true);
 			ww.table.iv.retired_written_pages += tail;
-		} else {
-			/* grown in place: the VMA keeps its registration */
+		} else if (r && r->end == old + oldlen) {
 			r->end = old + newlen;
 			ww_site_resized(r->site, (int64_t)(newlen - oldlen));
 		}
+		if (moving.unregistered)
+			ww_rt_overlaps(&ww.table, old, old + newlen, register_again_fn, NULL);
 		return;
 	}
 	if (!moving.tracked)
@@ -254,10 +285,7 @@ void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t 
 		ww.table.iv.new_regions++;
 		ww_site_region_made(n->site, newlen);
 	}
-	n->flags |= WW_RF_PENDING;
-	ww_track_register(n);
-	if (n->flags & WW_RF_REGISTERED)
-		ww_kern_scan(&ww.kern, n->start, n->end, WW_SCAN_DISCARD, NULL, NULL);
+	register_again(n);
 }
 
 /* ---- mprotect ---- */
@@ -293,7 +321,10 @@ static bool enter_core(void)
 	if (ww_in_shim || !ww_ready())
 		return false;
 	ww_in_shim++;
-	ww_lock();
+	if (!ww_lock_hook()) {
+		ww_in_shim--;
+		return false;
+	}
 	return true;
 }
 
@@ -413,7 +444,8 @@ void *ww_block_realloc(void *p, uintptr_t start, size_t len, size_t n)
 	}
 	if (!enter_core())
 		return ww_next.realloc(p, n);
-	ww_on_mremap_pre(start, len, 0, 0, 0);
+	/* glibc resizes the mapping with mremap(MREMAP_MAYMOVE) (its chunk header on top of n) */
+	ww_on_mremap_pre(start, len, 0, n + 4 * sizeof(size_t), MREMAP_MAYMOVE);
 	void *q = ww_next.realloc(p, n);
 	int saved = errno;
 	uintptr_t ns;

@@ -21,7 +21,10 @@ static bool enter(void)
 	if (ww_in_shim || !ww_ready())
 		return false;
 	ww_in_shim++;
-	ww_lock();
+	if (!ww_lock_hook()) { /* a fork held the lock too long (see ww_lock_hook) */
+		ww_in_shim--;
+		return false;
+	}
 	return true;
 }
 
@@ -149,6 +152,7 @@ WW_EXPORT int ioctl(int fd, unsigned long req, ...)
 		char **env = ww_exec_env(envp, heap ? heap : room, big && !heap ? 0 : slots);      \
 		int rc = call;                                                                     \
 		int saved = errno;                                                                 \
+		ww_after_exec();                                                                   \
 		if (heap)                                                                          \
 			ww_free(heap, slots * sizeof(char *));                                     \
 		errno = saved;                                                                     \

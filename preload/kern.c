@@ -164,6 +164,15 @@ bool ww_kern_unregistered(struct ww_kern *k, uintptr_t start, uintptr_t end)
 	return ww_sys_ioctl(k->pagemap, PAGEMAP_SCAN, &arg) > 0;
 }
 
+bool ww_kern_mapped(struct ww_kern *k, uintptr_t start, uintptr_t end)
+{
+	struct page_region v;
+	struct pm_scan_arg arg = {.size = sizeof arg, .start = start, .end = end,
+				  .vec = (uintptr_t)&v, .vec_len = 1, .max_pages = 1,
+				  .return_mask = PAGE_IS_PRESENT}; /* no category: any page of a VMA */
+	return ww_sys_ioctl(k->pagemap, PAGEMAP_SCAN, &arg) != 0;
+}
+
 long ww_kern_scan(struct ww_kern *k, uintptr_t start, uintptr_t end, enum ww_scan_mode mode,
 		  ww_run_fn fn, void *ctx)
 {

@@ -200,6 +200,11 @@ void ww_track_register(struct ww_region *r)
 		r->flags |= WW_RF_REGISTERED;
 		return;
 	}
+	/* Unmapped since we saw it, behind the hooks' back (glibc's own munmap, a raw syscall, a
+	 * signal handler's call that passed through): nothing to watch, and the next reconcile
+	 * retires the region. The kernel then says EINVAL or ENOMEM. */
+	if (rc != -EBUSY && !ww_kern_mapped(&ww.kern, r->start, r->end))
+		return;
 	ww_warn_once(warned_register, "cannot watch %lx-%lx: %s%s; such memory is counted as "
 				      "untracked_bytes",
 		     (unsigned long)r->start, (unsigned long)r->end, ww_strerror(rc),
@@ -400,8 +405,11 @@ static uint64_t scan_region(struct ww_region *r, struct ww_buf *b)
 		ww_track_register(r);
 		if (lost && (r->flags & WW_RF_REGISTERED))
 			ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_DISCARD, NULL, NULL);
-		if (!(r->flags & WW_RF_REGISTERED))
+		if (!(r->flags & WW_RF_REGISTERED)) {
+			if (!ww_kern_mapped(&ww.kern, r->start, r->end))
+				return 0; /* gone (see ww_track_register): nothing to say */
 			untracked_bytes += r->end - r->start; /* unknown, not "nothing written" */
+		}
 	}
 	region_head(b, r);
 	if (lost) {

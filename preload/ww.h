@@ -77,6 +77,10 @@ void ww_alloc_fail_after(long n);
 size_t ww_alloc_bytes_in_use(void);
 /* Record memory the shim owns that it did not get from ww_alloc (the writer thread's stack). */
 void ww_own_note(uintptr_t start, uintptr_t end);
+/* fork handlers: hold the allocator across fork, so no child inherits it half updated or locked
+ * by a thread the child does not have. Unlock in both parent and child. */
+void ww_alloc_fork_lock(void);
+void ww_alloc_fork_unlock(void);
 
 /* ---- config.c: every WRITEWATCH_* variable, parsed once ---- */
 
@@ -335,6 +339,8 @@ int ww_kern_register(struct ww_kern *k, uintptr_t start, uintptr_t end);
 int ww_kern_unregister(struct ww_kern *k, uintptr_t start, uintptr_t end);
 /* True when some part of [start,end) is mapped but not registered with a WP_ASYNC context. */
 bool ww_kern_unregistered(struct ww_kern *k, uintptr_t start, uintptr_t end);
+/* True when some part of [start,end) is mapped at all (also when the kernel cannot say). */
+bool ww_kern_mapped(struct ww_kern *k, uintptr_t start, uintptr_t end);
 
 enum ww_scan_mode {
 	WW_SCAN_REARM,   /* report written pages and write-protect them again (a snapshot) */
@@ -405,6 +411,9 @@ extern struct ww_state ww;
  * while scanning. Never held across anything that can block on the program. */
 void ww_lock(void);
 void ww_unlock(void);
+/* The hooks' way in: ww_lock, except that a hook waits out a fork for a bounded time only.
+ * False (lock not taken): make the call untracked. */
+bool ww_lock_hook(void);
 
 /* Per-thread re-entrancy guard: hooks that find it set pass straight to the real call. */
 extern __thread int ww_in_shim __attribute__((tls_model("initial-exec")));
@@ -443,7 +452,8 @@ struct ww_site *ww_caller_site_locked(const uintptr_t *frames, int depth);
 /* Library life cycle (core.c). ww_init is idempotent and safe from any hook. */
 void ww_init(void);
 bool ww_ready(void);
-void ww_before_exec(void);
+void ww_before_exec(void); /* takes the exec snapshot and keeps the lock for the exec */
+void ww_after_exec(void);  /* the exec call returned (failed): tracking goes on */
 /* The environment for an exec'd image: with WRITEWATCH_FOLLOW=0 without the shim in
  * LD_PRELOAD, else with a marker that gives the new image's header cause "exec". env has room
  * for slots entries (ww_exec_env_slots); returns env, or envp itself when nothing changes. */

@@ -9,7 +9,10 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
-LIB = os.path.join(BUILD, "libwritewatch.so")
+# make check-sanitize runs the tests on a sanitizer build: WW_LIB names it, and
+# WW_PRELOAD_FIRST the sanitizer runtime that must come first in LD_PRELOAD.
+LIB = os.environ.get("WW_LIB") or os.path.join(BUILD, "libwritewatch.so")
+PRELOAD_FIRST = os.environ.get("WW_PRELOAD_FIRST", "")
 TESTS = os.path.join(BUILD, "tests")
 LAUNCHER = os.path.join(ROOT, "scripts", "writewatch")
 PAGE = 4096
@@ -64,7 +67,7 @@ def tracked_env(outdir, extra=None, preload=True):
         if k.startswith("WRITEWATCH_"):
             del env[k]
     if preload:
-        env["LD_PRELOAD"] = LIB
+        env["LD_PRELOAD"] = f"{PRELOAD_FIRST}:{LIB}" if PRELOAD_FIRST else LIB
     env["WRITEWATCH_OUTPUT"] = os.path.join(outdir, "ww.%e.%p.jsonl")
     env["WW_EXPECT"] = os.path.join(outdir, "expect.jsonl")
     if extra:
