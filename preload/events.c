@@ -50,8 +50,8 @@ static void peek_region(void *ctx, struct ww_region *r)
 	uintptr_t s, e;
 	clip(c, r, &s, &e);
 	struct harvest h = {0};
-	if (r->flags & WW_RF_REGISTERED)
-		ww_kern_scan(&ww.kern, s, e, WW_SCAN_PEEK, harvest_run, &h);
+	ww_kern_scan(&ww.kern, s, e, r->flags & WW_RF_REGISTERED ? WW_SCAN_PEEK : WW_SCAN_FRESH,
+		     harvest_run, &h);
 	r->ever_pages += h.new_ever;
 	ww_site_written(r->site, h.pages, h.new_ever);
 	c->pages += h.pages;
@@ -67,6 +67,8 @@ static void rearm_region(void *ctx, struct ww_region *r)
 	struct range_ctx *c = ctx;
 	uintptr_t s, e;
 	clip(c, r, &s, &e);
+	if (!(r->flags & WW_RF_REGISTERED))
+		ww_track_register(r); /* not yet (see new_region): it has to be now, to re-arm */
 	if (!(r->flags & WW_RF_REGISTERED))
 		return;
 	struct harvest h = {.to_pending = true};
@@ -141,7 +143,9 @@ static struct ww_region *new_region(uintptr_t s, uintptr_t e, enum ww_kind kind,
 		return NULL;
 	ww.table.iv.new_regions++;
 	ww_site_region_made(site, e - s);
-	ww_track_register(r);
+	/* Registered at the next snapshot, not now: with the register-only strategy its pages
+	 * count the same either way, and a mapping unmapped before then (most short-lived ones)
+	 * never costs the ioctl. Until then harvests read it as fresh memory. */
 	return r;
 }
 

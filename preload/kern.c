@@ -182,11 +182,12 @@ long ww_kern_scan(struct ww_kern *k, uintptr_t start, uintptr_t end, enum ww_sca
 	 * userfaultfd watches. Unregistered VMAs are skipped, never reported as all-written. */
 	struct pm_scan_arg arg = {
 		.size = sizeof arg,
-		.flags = mode == WW_SCAN_PEEK ? 0 : PM_SCAN_WP_MATCHING,
+		.flags = mode == WW_SCAN_PEEK || mode == WW_SCAN_FRESH ? 0 : PM_SCAN_WP_MATCHING,
 		.vec = (uintptr_t)vec,
 		.vec_len = (uint64_t)k->vec_len,
 		.category_inverted = PAGE_IS_PFNZERO,
-		.category_mask = PAGE_IS_WPALLOWED | PAGE_IS_WRITTEN | PAGE_IS_PFNZERO,
+		.category_mask = (mode == WW_SCAN_FRESH ? 0 : PAGE_IS_WPALLOWED) | PAGE_IS_WRITTEN |
+				 PAGE_IS_PFNZERO,
 		.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
 		.return_mask = PAGE_IS_WRITTEN,
 	};

@@ -346,6 +346,7 @@ enum ww_scan_mode {
 	WW_SCAN_REARM,   /* report written pages and write-protect them again (a snapshot) */
 	WW_SCAN_PEEK,    /* report written pages, change nothing (harvest before munmap) */
 	WW_SCAN_DISCARD, /* write-protect everything written, report nothing (after a move/fork) */
+	WW_SCAN_FRESH,   /* memory never registered (about to go): every present page is a write */
 };
 /* Scan [start,end) of registered memory. fn gets runs of written pages (absolute page numbers)
  * in ascending order. Returns pages reported, or -errno (EPERM means registration lost). */
