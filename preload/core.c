@@ -267,13 +267,14 @@ static int start_writer_on(size_t stack_size, void **stack)
 		return ENOMEM;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
-	pthread_attr_setstack(&attr, *stack, stack_size);
+	int rc = pthread_attr_setstack(&attr, *stack, stack_size);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_t t;
-	int rc = pthread_create(&t, &attr, writer_main, NULL);
+	if (rc == 0)
+		rc = pthread_create(&t, &attr, writer_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	return rc;
@@ -364,6 +365,7 @@ static void fork_prepare(void)
 	ww_in_shim++;
 	if (fork_locked) {
 		ww_lock();
+		ww_modules_fork_lock();
 		ww_alloc_fork_lock();
 		__atomic_add_fetch(&forks_holding, 1, __ATOMIC_RELEASE);
 	}
@@ -374,6 +376,7 @@ static void fork_parent(void)
 	if (fork_locked) {
 		__atomic_sub_fetch(&forks_holding, 1, __ATOMIC_RELEASE);
 		ww_alloc_fork_unlock();
+		ww_modules_fork_unlock();
 		ww_unlock();
 	}
 	ww_in_shim--;
@@ -390,8 +393,10 @@ static void fork_child(void)
 	pthread_mutex_init(&core_lock, NULL);
 	forks_holding = 0;
 	signal_pending = 0; /* a trigger the parent got is the parent's */
-	if (fork_locked)
+	if (fork_locked) {
 		ww_alloc_fork_unlock();
+		ww_modules_fork_unlock();
+	}
 	sem_init(&wake, 0, 0);
 	writer_running = false;
 	if (ww.tracking) {

@@ -160,10 +160,19 @@ void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags, const uintptr_t
 	len = page_round(len);
 	if (!(flags & MAP_FIXED))
 		munmap_pending_pages = 0; /* no pre-harvest ran: nothing of ours was replaced */
-	/* Whatever the table held there is gone: replaced (MAP_FIXED), or unmapped behind the
-	 * hooks' back (glibc's own munmap, posix_spawn's stack, a raw syscall) and not yet seen gone
-	 * by a reconcile, since the kernel handed the range out as free. */
-	ww_on_munmap_post(addr, len);
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		ww_on_munmap_post(addr, len); /* whatever was there is gone */
+	} else {
+		/* The kernel handed the range out as free, yet the table may still hold memory there
+		 * that went behind the hooks' back (glibc's own munmap, posix_spawn's stack, a raw
+		 * syscall): its page bits are stale, so clear them now (cheap, by page); the stale
+		 * region itself is found by the next reconcile, not here, where finding it would
+		 * cost a walk of the whole table on every mmap. */
+		uint64_t p = WW_PAGE(addr), n = WW_PAGE(len);
+		ww_ps_clear(&ww.table.ever, p, n);
+		ww_ps_clear(&ww.table.pending, p, n);
+		ww_ps_clear(&ww.table.live, p, n);
+	}
 	if (!(flags & MAP_ANONYMOUS) || (flags & MAP_SHARED) || (flags & MAP_HUGETLB))
 		return;
 	new_region(addr, addr + len, WW_KIND_MMAP, (uint8_t)prot,
@@ -498,8 +507,8 @@ static bool overlaps_none(uintptr_t s, uintptr_t e)
 static void on_thread_started(struct ww_site *site)
 {
 	pthread_attr_t a;
-	void *lo;
-	size_t size;
+	void *lo = NULL;
+	size_t size = 0;
 	int saved = errno;
 	ww_in_shim++; /* pthread_getattr_np allocates: let those calls through untouched */
 	int rc = pthread_getattr_np(pthread_self(), &a);

@@ -124,6 +124,20 @@ void ww_modules_take(struct ww_buf *b)
 	drop_lock();
 }
 
+/* glibc (2.36) does not reset the loader's dl_iterate_phdr lock in a fork child: a fork while
+ * one of our snapshots walks the modules leaves every later walk in the child (ours, the
+ * program's unwinding) blocked forever. Our walks hold this lock, so the fork handlers take it
+ * to fork between walks. */
+void ww_modules_fork_lock(void)
+{
+	take_lock();
+}
+
+void ww_modules_fork_unlock(void)
+{
+	drop_lock();
+}
+
 void ww_modules_fork_child(void)
 {
 	nemitted = 0; /* the child's file needs the table again */

@@ -159,6 +159,35 @@ uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool reti
 	return bytes;
 }
 
+uint64_t ww_rt_forget(struct ww_table *t, struct ww_region *r, uintptr_t start, uintptr_t end)
+{
+	uintptr_t s = r->start > start ? r->start : start;
+	uintptr_t e = r->end < end ? r->end : end;
+	if (s >= e)
+		return 0;
+	bool whole = s == r->start && e == r->end;
+	ww_site_region_gone(r->site, e - s, 0, whole);
+	if (whole) {
+		HASH_DEL(t->regions, r);
+		ww_free(r, sizeof *r);
+	} else if (s == r->start) {
+		r->ever_pages = ww_ps_count(&t->ever, WW_PAGE(e), WW_PAGE(r->end - e));
+		rekey(t, r, e);
+	} else if (e == r->end) {
+		r->end = s;
+		ww_rt_recount(t, r);
+	} else {
+		uintptr_t old_end = r->end;
+		r->end = s;
+		struct ww_region *u = ww_rt_add(t, e, old_end, r->kind, r->prot, r->name, r->site);
+		if (u)
+			u->flags = r->flags;
+		ww_rt_recount(t, r);
+	}
+	t->sorted = false;
+	return e - s;
+}
+
 void ww_rt_sort(struct ww_table *t)
 {
 	if (!t->sorted)

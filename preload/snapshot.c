@@ -190,6 +190,27 @@ static void find_gone(void)
 	}
 }
 
+/* A hooked mmap handed memory the table still held, unmapped behind the hooks' back since the
+ * last reconcile (see ww_on_mmap): find_gone cannot tell, the memory being mapped again, so the
+ * two regions overlap, and the older one is stale there. Ids only grow, and a move cuts its
+ * destination itself: the newer region has the larger id. The stale part goes, retired; the page
+ * bits there are the newer region's (the hook cleared the stale ones). */
+static void drop_stale(void)
+{
+	struct ww_region *r, *q;
+restart:
+	for (r = ww.table.regions; r && (q = r->hh.next); r = q) {
+		if (q->start >= r->end)
+			continue;
+		struct ww_region *old = r->id < q->id ? r : q, *young = old == r ? q : r;
+		uint64_t bytes = ww_rt_forget(&ww.table, old, young->start, young->end);
+		ww.table.iv.retired_regions++;
+		ww.table.iv.retired_bytes += bytes;
+		ww_rt_sort(&ww.table);
+		goto restart;
+	}
+}
+
 static uint64_t untracked_bytes; /* this snapshot: regions the kernel would not register */
 static int warned_register;
 
@@ -261,11 +282,6 @@ static void on_gap(void *ctx, uintptr_t s, uintptr_t e)
 	ww_track_register(r);
 }
 
-struct span {
-	uintptr_t start, end;
-	const struct ww_vma *vma;
-};
-
 void ww_reconcile_locked(void)
 {
 	if (read_vmas() < 0)
@@ -273,6 +289,7 @@ void ww_reconcile_locked(void)
 	ww_rt_sort(&ww.table);
 	find_gone();
 	ww_rt_sort(&ww.table);
+	drop_stale();
 	/* New memory: the writable parts of VMAs no region covers. Walk VMAs and sorted regions
 	 * together; gaps are collected first because adding regions reorders the list. */
 	static struct range_list gaps;
@@ -310,7 +327,6 @@ struct emit {
 	struct ww_buf *buf;
 	uint64_t pages;     /* written this interval */
 	uint64_t new_ever;
-	uint64_t last_end;  /* for merging runs, relative page */
 	uint64_t run_start, run_len;
 	bool to_pending;    /* collect into the pending set instead of emitting */
 	bool ranges;

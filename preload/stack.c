@@ -58,6 +58,10 @@ int ww_stack_capture(uintptr_t *out, int max)
 	struct walk w = {out, max, 0};
 	if (max <= 0)
 		return 0;
+	/* The name may resolve to libunwind's version (perf, many C++ programs), which maps
+	 * memory under its own lock: its mmap must pass through, not capture a stack again. */
+	ww_in_shim++;
 	_Unwind_Backtrace(on_frame, &w);
+	ww_in_shim--;
 	return w.n;
 }

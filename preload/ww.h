@@ -214,6 +214,9 @@ void ww_modules_refresh(void);
 /* Move the collected module records into b (core lock held). */
 void ww_modules_take(struct ww_buf *b);
 void ww_modules_fork_child(void);
+/* fork handlers: no walk of the modules (dl_iterate_phdr) runs across a fork. */
+void ww_modules_fork_lock(void);
+void ww_modules_fork_unlock(void);
 
 /* ---- mallocs.c: glibc's malloc, seen from outside ---- */
 
@@ -305,6 +308,10 @@ size_t ww_rt_overlaps(struct ww_table *t, uintptr_t start, uintptr_t end, ww_reg
  * live pages count as churn (t->iv and the regions' sites). Without (a move carrying its bits
  * away first), nothing is counted. Returns the number of bytes that were tracked. */
 uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool retire);
+/* Take [start,end) out of region r alone and leave the page sets as they are: the memory there
+ * is another region's now (r is stale there). Counts it in r's site as gone, without churn.
+ * r may be freed. Returns the bytes taken. */
+uint64_t ww_rt_forget(struct ww_table *t, struct ww_region *r, uintptr_t start, uintptr_t end);
 /* Sort the table by start (for walks in address order); cheap when already sorted. */
 void ww_rt_sort(struct ww_table *t);
 /* Call fn(ctx, gap_start, gap_end) for each part of [start,end) no region covers, in order.

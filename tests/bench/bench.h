@@ -136,6 +136,10 @@ static inline long raw_scan(struct raw *r, uintptr_t start, uintptr_t end, int r
 			die("PAGEMAP_SCAN");
 		for (long i = 0; i < n; i++)
 			pages += (long)((r->vec[i].end - r->vec[i].start) / PAGE);
+		/* As writewatch does: a call that did not fill the vector walked the whole range
+		 * (walk_end can lag behind its last run: rescanning from it would only cost). */
+		if (n < r->vec_len || (n > 0 && arg.walk_end < r->vec[n - 1].end))
+			break;
 		if (arg.walk_end <= at)
 			break;
 		at = (uintptr_t)arg.walk_end;

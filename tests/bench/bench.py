@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -136,13 +137,38 @@ def snapshots(path):
 
 
 def timed(argv, env, cwd, stdout=subprocess.DEVNULL, timeout=1200):
-    t0 = time.perf_counter()
-    p = subprocess.run(argv, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE,
-                       timeout=timeout)
-    t = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.decode()[-2000:]}")
-    return t
+    """Run argv; returns (wall seconds, CPU seconds of it and its waited-for descendants).
+    CPU time is shown beside the wall time: it moves less when other work shares the machine."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=stdout, stderr=err)
+        killer = threading.Timer(timeout, p.kill)  # a hung workload must not hang the suite
+        killer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        except BaseException:
+            p.kill()
+            raise
+        finally:
+            killer.cancel()
+        t = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise BenchError(f"{' '.join(argv)} exited {p.returncode}: {err.read().decode()[-2000:]}")
+    return t, ru.ru_utime + ru.ru_stime
+
+
+def interval_load(outdir):
+    """From a run with periodic snapshots: pages reported written by the interval snapshots
+    (each costs one write-protect fault when it is written again) and the shim's snapshot time."""
+    pages = scan = 0
+    for f in ww_files(outdir):
+        for s in snapshots(f):
+            if s["trigger"] == "interval":
+                pages += s["written_pages"]
+                scan += s["scan_ns"]
+    return pages, scan / 1e6
 
 
 # ---- statistics and figures ----
@@ -422,12 +448,11 @@ def programs(big, made):
         files[name] = os.path.join(WORK, name)
         made.append(files[name])
         prefix(big, files[name], n)
-    sorted_out = os.path.join(WORK, "sort-output.txt")
-    made.append(sorted_out)
     src_dir = os.path.join(WORK, "cc-src")
     made.append(src_dir)
     shutil.rmtree(src_dir, ignore_errors=True)
     srcs, src_what = cc_sources(src_dir)
+    os.sync()  # the inputs on disk before timing: writeback must not land in a measured run
     one_src = [s for s in srcs if s.endswith("/config.c")] or srcs[:1]
     inc = ["-I" + os.path.join(src_dir, "include"), "-I" + os.path.join(src_dir, "preload")]
     script = os.path.join(HERE, "alloc_heavy.py")
@@ -435,7 +460,7 @@ def programs(big, made):
     work = {
         "python3": ([PY, script, str(py_rounds)], [PY, script, str(py_small)],
                     f"alloc_heavy.py, {py_rounds} rounds", f"{py_small} round"),
-        "sort": (["sort", "-o", sorted_out, big], ["sort", "-o", sorted_out, files["sort-small.txt"]],
+        "sort": (["sort", big], ["sort", files["sort-small.txt"]],
                  f"{sort_bytes / MB:g} MB of text", f"{small_sort / MB:g} MB"),
         "gzip": (["gzip", "-c", files["gzip-input.txt"]], ["gzip", "-c", files["gzip-small.txt"]],
                  f"gzip -6 of {gzip_bytes / MB:g} MB", f"{small_gzip / MB:g} MB"),
@@ -458,7 +483,7 @@ def programs(big, made):
                     extra = {"WRITEWATCH_INTERVAL_MS": "100" if cfg == "100ms" else "0"}
                     t = timed(argv, ww_env(d, extra), d)
                     check_tracked(d, name)
-                    return t
+                    return t + interval_load(d) if cfg == "100ms" else t
                 if cfg == "untracked-small":
                     return timed(small, base_env(), d)
                 if cfg == "dhat":
@@ -471,11 +496,22 @@ def programs(big, made):
         cfgs = ["untracked", "exit", "100ms", "untracked-small"]
         cfgs += [t for t in ("dhat", "heaptrack") if not tools[t]]
         res = rounds(cfgs, one)
-        side = sides(**{f"{c}_s": v for c, v in res.items()})
+        wall = {c: [x[0] for x in v] for c, v in res.items()}
+        cpu = {c: [x[1] for x in v] for c, v in res.items()}
+        pick = lambda *cs: sides(**{f"{c}_s": wall[c] for c in cs})
+        side_exit = pick("untracked", "exit")
+        side_exit["exit_cpu_ratio"] = summary(ratios(cpu["exit"], cpu["untracked"]))
+        side_100 = pick("untracked", "100ms")
+        side_100["100ms_cpu_ratio"] = summary(ratios(cpu["100ms"], cpu["untracked"]))
+        # What the periodic snapshots cost: each page an interval snapshot reported written was
+        # re-armed, and its next write takes a write-protect fault (item 1 measures one).
+        side_100["rearmed_pages_per_s"] = summary([x[2] / x[0] for x in res["100ms"]])
+        side_100["snapshot_ms_per_s"] = summary([x[3] / x[0] for x in res["100ms"]])
         figs.append(figure(f"{name} ({what}): writewatch, exit snapshot only / untracked",
-                           ratios(res["exit"], res["untracked"]), "x", "prog_exit", side))
+                           ratios(wall["exit"], wall["untracked"]), "x", "prog_exit", side_exit,
+                           "wall time; cpu_ratio: user+sys time, steadier on a shared machine"))
         figs.append(figure(f"{name} ({what}): writewatch, snapshots every 100 ms / untracked",
-                           ratios(res["100ms"], res["untracked"]), "x", "prog_100ms", side))
+                           ratios(wall["100ms"], wall["untracked"]), "x", "prog_100ms", side_100))
         for tool, label in (("dhat", "valgrind --tool=dhat"), ("heaptrack", "heaptrack")):
             note = (f"smaller input ({what_small}), ratio to untracked on that input"
                     + ("; heaptrack follows no child process (it traces the gcc driver, not cc1)"
@@ -484,8 +520,9 @@ def programs(big, made):
             if tools[tool]:
                 figs.append(figure(f"{name}: {label} / untracked", [], "x", na=tools[tool]))
             else:
-                figs.append(figure(f"{name}: {label} / untracked", ratios(res[tool],
-                                   res["untracked-small"]), "x", None, side, note))
+                figs.append(figure(f"{name}: {label} / untracked", ratios(wall[tool],
+                                   wall["untracked-small"]), "x", None,
+                                   pick("untracked-small", tool), note))
     return figs
 
 
@@ -507,7 +544,7 @@ def item_scale():
     points.append(("size", [big, fixed, 1, reps], f"one region of {fmt_mib(big)}, {fixed} pages "
                    "written, spread evenly (one page table each)"))
     figs = []
-    idle_ww = {}
+    idle_ww, map_ww, map_raw = {}, {}, {}
     for by, args, desc in points:
         def one(mode, r):
             recs, outdir = run_c("b_scale", [by] + args, mode)
@@ -517,6 +554,9 @@ def item_scale():
         g = lambda v, k: [x[k] / 1000 for x in res[v]]
         key = (by, tuple(args[:-1]))
         idle_ww[key] = g("ww", "idle_ns")
+        if by == "regions":
+            map_ww[args[0]] = g("ww", "map_ns_per_region")
+            map_raw[args[0]] = g("raw", "map_ns_per_region")
         side = sides(writewatch_idle_us=g("ww", "idle_ns"), raw_idle_us=g("raw", "idle_ns"),
                      writewatch_written_us=g("ww", "written_ns"), raw_written_us=g("raw", "written_ns"))
         figs.append(figure(f"snapshot after the writes, {desc}: writewatch", g("ww", "written_ns"),
@@ -534,6 +574,12 @@ def item_scale():
                        "linear", ratios(per_b, per_a), "x", "regions_linear",
                        sides(us_per_region_at_a=per_a, us_per_region_at_b=per_b),
                        "1.0 = linear in the number of regions; target: within 2x of linear"))
+    figs.append(figure(f"mmap of a 16 KiB region while {b} regions are tracked / while {a} are: "
+                       "hook cost growth with the table", ratios(map_ww[b], map_ww[a]), "x",
+                       "regions_linear",
+                       sides(writewatch_us_per_mmap_at_a=map_ww[a], writewatch_us_per_mmap_at_b=map_ww[b],
+                             raw_us_per_mmap_at_a=map_raw[a], raw_us_per_mmap_at_b=map_raw[b]),
+                       "1.0 = flat: a hook must not walk the table; raw: mmap + UFFDIO_REGISTER"))
     return figs
 
 
@@ -636,6 +682,12 @@ def markdown(results):
             f"Each figure: median of {results['reps']} rounds (min – max), every round running "
             "the variants back to back; ratios are computed per round. "
             f"Elapsed {results['elapsed_s']:.0f} s.", ""]
+    busy = [f"{i['item']} ({max(i['loadavg_before'], i['loadavg_after']):.1f})"
+            for i in results["items"] if max(i["loadavg_before"], i["loadavg_after"]) > 1.5]
+    if busy:
+        head += [f"**The machine was busy** (1-minute load average above 1.5 on {os.cpu_count()} "
+                 f"CPUs around items {', '.join(busy)}): other work shared the CPUs, so "
+                 "those figures are noisier than usual.", ""]
     return "\n".join(head) + table(results) + "\n"
 
 
@@ -660,12 +712,14 @@ def main():
                 continue
             t = time.time()
             log(f"item {n}: {title}")
+            load0 = os.getloadavg()[0]
             try:
                 figs, err = fn(), None
             except (BenchError, OSError, subprocess.SubprocessError) as e:
                 figs, err = [], str(e)  # the other items still run; the exit status says so
                 log(f"item {n} FAILED: {err}")
-            results["items"].append({"item": n, "title": title, "figures": figs, "error": err})
+            results["items"].append({"item": n, "title": title, "figures": figs, "error": err,
+                                     "loadavg_before": load0, "loadavg_after": os.getloadavg()[0]})
             log(f"item {n}: {time.time() - t:.0f} s")
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
