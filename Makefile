@@ -105,7 +105,7 @@ fuzz: $(FUZZ_BINS)
 STRESS_SECONDS ?= 60
 
 stress: all
-	@WW_STRESS_SECONDS=$(STRESS_SECONDS) python3 tests/test_stress.py
+	@WW_STRESS_FULL=1 WW_STRESS_SECONDS=$(STRESS_SECONDS) python3 tests/test_stress.py
 
 # Sanitizers: `make check-sanitize` builds the shim three ways and the unit tests with ASan+UBSan,
 # then runs, each of which must pass with no sanitizer report (a report fails the program):
