@@ -105,14 +105,16 @@ fuzz: $(FUZZ_BINS)
 STRESS_SECONDS ?= 60
 
 stress: all
-	@WW_STRESS_FULL=1 WW_STRESS_SECONDS=$(STRESS_SECONDS) python3 tests/test_stress.py
+	@WW_STRESS_SECONDS=$(STRESS_SECONDS) python3 tests/test_stress.py
 
 # Sanitizers: `make check-sanitize` builds the shim three ways and the unit tests with ASan+UBSan,
 # then runs, each of which must pass with no sanitizer report (a report fails the program):
 #  1. the unit tests, ASan+UBSan (the core linked in, no preload);
 #  2. tests/test_tracking.py and a short stress run on the ASan+UBSan shim, with ASan's runtime
 #     first in LD_PRELOAD. t_track_found is skipped there: it needs glibc's malloc, which ASan
-#     replaces; so 3. runs tests/test_tracking.py again on a UBSan-only shim, where it stays.
+#     replaces; and the stress variants with fork: GCC 12's ASan allocator is not fork-safe. So
+#  3. tests/test_tracking.py and the whole stress run again on a UBSan-only shim, where glibc's
+#     malloc stays;
 #  4. a short stress run on the TSan shim (ThreadSanitizer can run a preloaded shim if its
 #     runtime comes first). hooks.c, hooks_alloc.c and real.c are built uninstrumented: TSan's
 #     runtime calls our sigaction hook while it initializes, before instrumented code can run.
@@ -168,11 +170,15 @@ check-sanitize: all $(BUILD)/asan/libwritewatch.so $(BUILD)/ubsan/libwritewatch.
 		python3 tests/test_tracking.py || failed="$$failed tracking-asan"; \
 	echo "== tests/test_stress.py on $(BUILD)/asan/libwritewatch.so (ASan+UBSan)"; \
 	WW_LIB=$(CURDIR)/$(BUILD)/asan/libwritewatch.so WW_PRELOAD_FIRST=$$asan WW_STRESS_SECONDS=$(SAN_SECONDS) \
-		ASAN_OPTIONS=$(SAN_ASAN_OPTIONS) UBSAN_OPTIONS=$(SAN_UBSAN_OPTIONS) \
+		WW_STRESS_NO_FORK=1 ASAN_OPTIONS=$(SAN_ASAN_OPTIONS) UBSAN_OPTIONS=$(SAN_UBSAN_OPTIONS) \
 		python3 tests/test_stress.py || failed="$$failed stress-asan"; \
 	echo "== tests/test_tracking.py on $(BUILD)/ubsan/libwritewatch.so (UBSan)"; \
 	WW_LIB=$(CURDIR)/$(BUILD)/ubsan/libwritewatch.so UBSAN_OPTIONS=$(SAN_UBSAN_OPTIONS) \
 		python3 tests/test_tracking.py || failed="$$failed tracking-ubsan"; \
+	echo "== tests/test_stress.py on $(BUILD)/ubsan/libwritewatch.so (UBSan)"; \
+	WW_LIB=$(CURDIR)/$(BUILD)/ubsan/libwritewatch.so WW_STRESS_SECONDS=$(SAN_SECONDS) \
+		UBSAN_OPTIONS=$(SAN_UBSAN_OPTIONS) \
+		python3 tests/test_stress.py || failed="$$failed stress-ubsan"; \
 	echo "== tests/test_stress.py on $(BUILD)/tsan/libwritewatch.so (TSan)"; \
 	WW_LIB=$(CURDIR)/$(BUILD)/tsan/libwritewatch.so WW_PRELOAD_FIRST=$$tsan WW_STRESS_TSAN=1 \
 		WW_STRESS_SECONDS=$(SAN_SECONDS) TSAN_OPTIONS=$(SAN_TSAN_OPTIONS) \

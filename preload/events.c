@@ -165,13 +165,13 @@ void ww_on_mmap(uintptr_t addr, size_t len, int prot, int flags, const uintptr_t
 	} else {
 		/* The kernel handed the range out as free, yet the table may still hold memory there
 		 * that went behind the hooks' back (glibc's own munmap, posix_spawn's stack, a raw
-		 * syscall): its page bits are stale, so clear them now (cheap, by page); the stale
-		 * region itself is found by the next reconcile, not here, where finding it would
-		 * cost a walk of the whole table on every mmap. */
+		 * syscall): its page bits are stale, so clear them (cheap, by page), and let such
+		 * regions go (cheap, through the last reconcile's index; not a walk of the table). */
 		uint64_t p = WW_PAGE(addr), n = WW_PAGE(len);
 		ww_ps_clear(&ww.table.ever, p, n);
 		ww_ps_clear(&ww.table.pending, p, n);
 		ww_ps_clear(&ww.table.live, p, n);
+		ww_forget_stale(addr, addr + len);
 	}
 	if (!(flags & MAP_ANONYMOUS) || (flags & MAP_SHARED) || (flags & MAP_HUGETLB))
 		return;

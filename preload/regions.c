@@ -139,7 +139,8 @@ uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool reti
 			uint64_t cleared = ww_ps_clear(&t->ever, WW_PAGE(s), WW_PAGE(e - s));
 			if (r->flags & WW_RF_PENDING)
 				ww_ps_clear(&t->pending, WW_PAGE(s), WW_PAGE(e - s));
-			r->ever_pages -= cleared;
+			/* only ever short of cleared while regions overlap (see drop_stale) */
+			r->ever_pages = r->ever_pages > cleared ? r->ever_pages - cleared : 0;
 			if (s == r->start) {
 				rekey(t, r, e);
 			} else if (e == r->end) {

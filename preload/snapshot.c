@@ -203,11 +203,64 @@ restart:
 		if (q->start >= r->end)
 			continue;
 		struct ww_region *old = r->id < q->id ? r : q, *young = old == r ? q : r;
+		/* Harvests meanwhile may have credited either region with the overlap's pages. */
+		if (old->flags & WW_RF_PENDING)
+			young->flags |= WW_RF_PENDING;
 		uint64_t bytes = ww_rt_forget(&ww.table, old, young->start, young->end);
+		ww_rt_recount(&ww.table, young);
 		ww.table.iv.retired_regions++;
 		ww.table.iv.retired_bytes += bytes;
 		ww_rt_sort(&ww.table);
 		goto restart;
+	}
+}
+
+/* The regions in address order as of the last reconcile, for ww_forget_stale: those found in
+ * the maps are the ones glibc unmaps behind the hooks' back. */
+struct known {
+	uintptr_t start, end;
+	uint64_t id;
+};
+static struct known *known;
+static size_t nknown, known_cap;
+
+static void index_known(void)
+{
+	size_t n = HASH_COUNT(ww.table.regions);
+	nknown = 0;
+	if (n > known_cap) {
+		size_t cap = n + n / 2 + 64;
+		struct known *k = ww_alloc(cap * sizeof *k);
+		if (!k)
+			return; /* no index: drop_stale still catches them, a snapshot later */
+		ww_free(known, known_cap * sizeof *known);
+		known = k;
+		known_cap = cap;
+	}
+	for (struct ww_region *r = ww.table.regions; r; r = r->hh.next) /* sorted */
+		known[nknown++] = (struct known){r->start, r->end, r->id};
+}
+
+void ww_forget_stale(uintptr_t start, uintptr_t end)
+{
+	size_t lo = 0, hi = nknown;
+	while (lo < hi) { /* the first known region ending after start */
+		size_t mid = (lo + hi) / 2;
+		if (known[mid].end <= start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < nknown && known[i].start < end; i++) {
+		/* Still there as it was (one that moved or split since is drop_stale's). */
+		struct ww_region *r = ww_rt_find(&ww.table, known[i].start);
+		if (!r || r->id != known[i].id)
+			continue;
+		uint64_t bytes = ww_rt_forget(&ww.table, r, start, end);
+		if (bytes) {
+			ww.table.iv.retired_regions++;
+			ww.table.iv.retired_bytes += bytes;
+		}
 	}
 }
 
@@ -318,6 +371,8 @@ void ww_reconcile_locked(void)
 		struct gap_ctx ctx = {&vmas.v[i]};
 		on_gap(&ctx, gaps.v[g].start, gaps.v[g].end);
 	}
+	ww_rt_sort(&ww.table);
+	index_known();
 }
 
 /* ---- scanning and records ---- */

@@ -430,6 +430,9 @@ extern __thread int ww_in_shim __attribute__((tls_model("initial-exec")));
 int ww_snapshot_locked(enum ww_trigger trig, const char *label);
 /* Reconcile the table with /proc/self/maps (caller holds the lock). */
 void ww_reconcile_locked(void);
+/* [start,end) was just handed out free by the kernel: regions the last reconcile saw there are
+ * stale (unmapped behind the hooks' back) and go, as retired. O(log regions); lock held. */
+void ww_forget_stale(uintptr_t start, uintptr_t end);
 /* Register r with our userfaultfd (WW_RF_REGISTERED on success; one warning on refusal). */
 void ww_track_register(struct ww_region *r);
 

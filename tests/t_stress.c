@@ -30,6 +30,7 @@
 #include <spawn.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -655,6 +656,29 @@ static void alarm_timer(long us)
 		tp_die("setitimer");
 }
 
+/* Memory the shim knows (found in the maps) unmapped behind its hooks by a raw syscall, then
+ * handed to a hooked mmap at the same address: the new region must take over, the stale one go
+ * (no overlapping regions, the writes reported in the new one). */
+static struct tp_window stale_w;
+
+static bool stale_setup(void)
+{
+	long r = syscall(SYS_mmap, 0L, 16 * TP_PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1L, 0L);
+	if (r == -1)
+		return false;
+	((volatile char *)r)[0] = 1;
+	if (writewatch_snapshot("stale-seen") != 0 && tracked)
+		fail(NULL, "writewatch_snapshot stale-seen");
+	syscall(SYS_munmap, r, 16 * TP_PAGE);
+	char *p = mmap((void *)r, 32 * TP_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	tp_window_init(&stale_w, "stale", p, 32);
+	return true;
+}
+
 static void block_alarms(bool block)
 {
 	sigset_t s;
@@ -715,12 +739,17 @@ int main(int argc, char **argv)
 	double storm = (double)(now_ns() - t0) / 1e9;
 
 	pthread_barrier_wait(&bar);
+	bool stale = stale_setup();
 	if (writewatch_snapshot("quiesce") != 0 && tracked)
 		fail(NULL, "writewatch_snapshot quiesce");
 	pthread_barrier_wait(&bar);
+	for (size_t i = 0; stale && i < stale_w.npages; i += 3)
+		tp_write(&stale_w, i);
 	pthread_barrier_wait(&bar);
-	struct tp_window *ws[NTHREADS * (NSLOTS + NFINAL)];
+	struct tp_window *ws[NTHREADS * (NSLOTS + NFINAL) + 1];
 	size_t nw = 0;
+	if (stale)
+		ws[nw++] = &stale_w;
 	for (int t = 0; t < NTHREADS; t++)
 		for (size_t k = 0; k < workers[t].nw; k++)
 			ws[nw++] = &workers[t].w[k];

@@ -30,6 +30,10 @@ ONLY = os.environ.get("WW_STRESS_ONLY")  # run only the variants whose name cont
 # threads it has not set up yet, and no pthread_create interposition, because TSan's wrapper
 # must start each thread itself (WRITEWATCH_METHOD=discovery).
 TSAN = os.environ.get("WW_STRESS_TSAN") == "1"
+# Under AddressSanitizer of GCC 12 (make check-sanitize) no fork: its allocator takes no lock
+# around fork, so a child can inherit it locked by another thread and hang in malloc (ours
+# starts a thread, the program opens a file), shim or not. The UBSan run covers fork.
+NO_FORK = os.environ.get("WW_STRESS_NO_FORK") == "1"
 GRACE = 60 + SECONDS  # beyond the storm, time to finish before we call it a deadlock
 PROG = os.path.join(TESTS, "t_stress")
 _dirs = []
@@ -74,6 +78,8 @@ def storm(args, extra=None, py_rate=0):
     name = sys._getframe(1).f_code.co_name
     if ONLY and ONLY not in name:
         raise Skip(f"WW_STRESS_ONLY={ONLY}")
+    if NO_FORK and "fork" in args:
+        raise Skip("WW_STRESS_NO_FORK=1: this sanitizer's allocator is not fork-safe")
     if TSAN:
         args = [a for a in args if not a.startswith("rate=")] + ["rate=0"]
         py_rate = 0
@@ -131,9 +137,10 @@ def storm(args, extra=None, py_rate=0):
 def check_records(out, allow_lost=False):
     """Every snapshot's written figures are the sum of its region records; ranges sorted,
     merged, inside the region and summing to written_pages; regions of one snapshot disjoint;
-    nothing untracked, nothing lost (unless allow_lost, or under a sanitizer runtime, whose own
-    memory it remaps with raw MAP_FIXED mmap calls). Returns the lost regions counted."""
-    allow_lost = allow_lost or bool(wwtest.PRELOAD_FIRST)
+    nothing untracked, nothing lost. allow_lost: True, or the kinds of region that may be (a
+    sanitizer runtime remaps its own memory with raw MAP_FIXED mmap calls: any). Returns the
+    lost regions counted."""
+    allow_lost = True if wwtest.PRELOAD_FIRST else allow_lost
     assert out.header.get("tracking") == "on", f"tracking {out.header.get('tracking')}"
     ps = out.header["page_size"]
     lost = 0
@@ -143,7 +150,6 @@ def check_records(out, allow_lost=False):
         total = sum(r["written_pages"] for r in regs)
         assert snap["written_pages"] == total and snap["written_bytes"] == total * ps, \
             f"seq {seq}: written_pages {snap['written_pages']} != sum of regions {total}"
-        assert allow_lost or snap["lost_regions"] == 0, f"seq {seq}: {snap['lost_regions']} lost regions"
         lost += snap["lost_regions"]
         assert snap["untracked_regions"] == 0, f"seq {seq}: untracked regions"
         assert snap["untracked_bytes"] == 0, f"seq {seq}: untracked bytes"
@@ -151,6 +157,8 @@ def check_records(out, allow_lost=False):
         for (s1, e1, i1), (s2, e2, i2) in zip(spans, spans[1:]):
             assert e1 <= s2, f"seq {seq}: regions {i1} and {i2} overlap"
         for r in regs:
+            assert not r.get("lost") or allow_lost is True or r["kind"] in (allow_lost or ()), \
+                f"seq {seq}: region {r['id']} ({r['kind']}) lost"
             npages = (int(r["end"], 16) - int(r["start"], 16)) // ps
             at = -1
             for first, n in r["ranges"]:
@@ -158,7 +166,8 @@ def check_records(out, allow_lost=False):
                     f"seq {seq} region {r['id']}: bad ranges {r['ranges'][:10]}"
                 at = first + n
             assert r.get("lost") or 0 < r["written_pages"] <= r["ever_written_pages"] <= npages, \
-                f"seq {seq} region {r['id']}: written/ever/size inconsistent"
+                (f"{out.path}: seq {seq} region {r['id']} ({r['kind']}, new {r['new']}): written "
+                 f"{r['written_pages']}, ever {r['ever_written_pages']}, {npages} pages")
     return lost
 
 
@@ -273,12 +282,15 @@ def test_stress_fork_exec():
     """The storm with fork children (each exits quickly with a file of its own and an exact
     window), fork+execv of /bin/true and posix_spawn of /bin/true in the mix."""
     _, _, outdir, figs = storm(["fork", "exec", "rate=500"])
-    out, pages, tr = check_main(outdir, figs)
-    kinds = check_children(outdir, out.header["pid"], figs)
+    # posix_spawn maps and unmaps its child's stack with glibc's own calls, unseen: a stack at
+    # the same address as the last one, before a reconcile saw it go, is memory replaced behind
+    # our back, reported lost (docs/format.md). Only such memory (found in the maps) may be.
+    out, pages, tr = check_main(outdir, figs, allow_lost=("anon",))
+    kinds = check_children(outdir, out.header["pid"], figs, allow_lost=("anon",))
     assert figs["forks"] > 0 and figs["execs"] > 0 and figs["spawns"] > 0, figs
     summary("fork+exec", figs, out, tr, pages,
             f"; {figs['forks']} fork children, {figs['execs']} exec, {figs['spawns']} spawn, "
-            f"{sum(kinds.values())} child files valid")
+            f"{sum(kinds.values())} child files valid, {figs['lost_regions']} regions reported lost")
 
 
 @case
@@ -286,9 +298,13 @@ def test_stress_program_signals():
     """The storm with the program's own SIGALRM every 100 us (no SA_RESTART: it interrupts the
     shim's calls too; its handler stores to memory and maps and unmaps a page)."""
     _, _, outdir, figs = storm(["alrm", "rate=500"], py_rate=200)
-    out, pages, tr = check_main(outdir, figs)
+    # The handler's mmap and munmap pass through untracked when they interrupt the shim on
+    # their thread: a page it maps again where one went unseen is memory replaced behind our
+    # back, reported lost. Only such memory (found in the maps) may be.
+    out, pages, tr = check_main(outdir, figs, allow_lost=("anon",))
     assert figs["alarms"] > 1000 * SECONDS, f"only {figs['alarms']} alarms"
-    summary("signals", figs, out, tr, pages, f"; {figs['alarms']} SIGALRMs handled")
+    summary("signals", figs, out, tr, pages, f"; {figs['alarms']} SIGALRMs handled, "
+            f"{figs['lost_regions']} regions reported lost")
 
 
 @case
@@ -297,12 +313,6 @@ def test_stress_everything():
     that waits for a malloc lock held by a thread whose SIGALRM handler waits in our mmap hook
     is resolved by that hook giving up after 100 ms and mapping untracked (ww_lock_hook):
     regions changed so are reported lost, so lost regions are allowed here, and counted."""
-    if os.environ.get("WW_STRESS_FULL") != "1":
-        # Open bug (issue 6): under everything at once, a region's ever_written_pages was seen
-        # once above its size, in one clean-clone run of two (a hook that gave up waiting for
-        # a fork maps untracked, leaving a stale entry). make stress runs this variant.
-        raise Skip("the all-at-once variant runs in make stress (WW_STRESS_FULL=1) while an "
-                   "intermittent accounting inconsistency under it is open")
     _, _, outdir, figs = storm(["fork", "exec", "alrm", "rate=500"], py_rate=200)
     out, pages, tr = check_main(outdir, figs, allow_lost=True)
     kinds = check_children(outdir, out.header["pid"], figs, allow_lost=True)

@@ -232,6 +232,28 @@ static void t_table_cut_middle_splits(void)
 	reset_table();
 }
 
+/* ww_rt_forget: the region alone loses the range, the page sets keep it (another region's now). */
+static void t_table_forget(void)
+{
+	reset_table();
+	struct ww_region *a = ww_rt_add(&tbl, 0x2000 * P, 0x2030 * P, WW_KIND_ANON, 3, "", NULL);
+	ww_ps_set(&tbl.ever, 0x2000, 0x30);
+	ww_rt_recount(&tbl, a);
+	CHECK(ww_rt_forget(&tbl, a, 0x2010 * P, 0x2020 * P) == 0x10 * P && count_regions() == 2);
+	struct ww_region *lo = ww_rt_find(&tbl, 0x2000 * P), *hi = ww_rt_find(&tbl, 0x2020 * P);
+	CHECK(lo && hi && lo->end == 0x2010 * P && hi->end == 0x2030 * P);
+	CHECK(lo->ever_pages == 0x10 && hi->ever_pages == 0x10);
+	CHECK(ww_ps_count(&tbl.ever, 0x2010, 0x10) == 0x10); /* the bits stay */
+	CHECK(ww_rt_forget(&tbl, hi, 0x2020 * P, 0x2028 * P) == 8 * P); /* the head: rekeyed */
+	hi = ww_rt_find(&tbl, 0x2028 * P);
+	CHECK(hi && !ww_rt_find(&tbl, 0x2020 * P) && hi->end == 0x2030 * P && hi->ever_pages == 8);
+	CHECK(ww_rt_forget(&tbl, lo, 0x2008 * P, 0x2100 * P) == 8 * P && lo->end == 0x2008 * P);
+	CHECK(lo->ever_pages == 8);
+	CHECK(ww_rt_forget(&tbl, lo, 0, 0x2100 * P) == 8 * P && count_regions() == 1); /* whole */
+	CHECK(ww_rt_forget(&tbl, hi, 0x3000 * P, 0x3001 * P) == 0);
+	reset_table();
+}
+
 static void t_table_cut_edges_and_many(void)
 {
 	reset_table();
@@ -397,6 +419,7 @@ int main(void)
 	run("unit_table_add_find", t_table_add_find);
 	run("unit_table_cut_middle_splits", t_table_cut_middle_splits);
 	run("unit_table_cut_edges_and_many", t_table_cut_edges_and_many);
+	run("unit_table_forget", t_table_forget);
 	run("unit_table_gaps", t_table_gaps);
 	run("unit_table_sort", t_table_sort);
 	run("unit_table_oom", t_table_oom);
