@@ -4,6 +4,7 @@
 #include "ww.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -545,6 +546,46 @@ static void field(struct ww_buf *b, const char *name, uint64_t v)
 	ww_buf_u64(b, v);
 }
 
+/* KSM: when the kernel merges identical pages it maps the shared copy without the write-protect
+ * marker, so merged pages read as written in the interval they are merged in (unmerging keeps
+ * the marker). Where the process has mergeable memory (MADV_MERGEABLE, PR_SET_MEMORY_MERGE,
+ * systemd's MemoryKSM=), say how many of its pages are merged, from /proc/self/ksm_stat, so
+ * such figures can be told apart. -1: not mergeable, or no KSM in this kernel. */
+static long ksm_merging_pages(void)
+{
+	static bool absent;
+	char buf[512];
+	if (absent)
+		return -1;
+	int fd = ww_sys_open("/proc/self/ksm_stat", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		absent = fd == -ENOENT;
+		return -1;
+	}
+	ssize_t n = ww_sys_read(fd, buf, sizeof buf - 1);
+	ww_sys_close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	long pages = -1;
+	bool mergeable = false;
+	for (char *l = buf; *l;) {
+		char *nl = strchr(l, '\n');
+		if (nl)
+			*nl = 0;
+		if (!strncmp(l, "ksm_merging_pages ", 18))
+			for (const char *d = l + 18, *d0 = d; *d >= '0' && *d <= '9'; d++)
+				pages = (d == d0 ? 0 : pages * 10) + (*d - '0');
+		else if ((!strncmp(l, "ksm_mergeable", 13) || !strncmp(l, "ksm_merge_any", 13)) &&
+			 strstr(l, "yes"))
+			mergeable = true;
+		if (!nl)
+			break;
+		l = nl + 1;
+	}
+	return mergeable || pages > 0 ? pages : -1;
+}
+
 int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 {
 	static struct ww_buf regions_buf, head;
@@ -592,6 +633,9 @@ int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 	field(&head, "lost_regions", iv->lost_regions);
 	field(&head, "untracked_bytes", untracked_bytes);
 	field(&head, "untracked_regions", ww.table.oom_untracked);
+	long ksm = ksm_merging_pages();
+	if (ksm >= 0)
+		field(&head, "ksm_merging_pages", (uint64_t)ksm);
 	field(&head, "scan_ns", ww_now_ns(CLOCK_MONOTONIC) - t_start);
 	ww_buf_str(&head, "}\n");
 	memset(iv, 0, sizeof *iv);

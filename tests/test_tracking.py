@@ -248,6 +248,60 @@ def test_madv_free():
     check_phases("t_track_discard", ("fr-",))
 
 
+# ---- KSM merging and unmerging (t_track_ksm), field case C14 ----
+
+KSM = "/sys/kernel/mm/ksm"
+
+
+@case
+def test_ksm_merge_unmerge():
+    """512 identical pages written: 512. KSM merges them (turned on for the test, restored
+    after): the pages it remapped to a shared copy read as written in that interval (all but the
+    pages_shared frames kept as the copies), or none on a kernel that keeps the write-protect
+    marker when merging; the snapshot says how many pages are
+    merged (ksm_merging_pages); a write to one (copy-on-write): exactly 1; MADV_UNMERGEABLE: 0;
+    a write to one: exactly 1. Under a 10 s timeout."""
+    knobs = ("run", "pages_to_scan", "sleep_millisecs")
+    try:
+        saved = {k: open(f"{KSM}/{k}").read().strip() for k in knobs}
+    except OSError as e:
+        raise Skip(f"no KSM in this kernel ({e.strerror})")
+    if not os.access(f"{KSM}/run", os.W_OK):
+        raise Skip("KSM cannot be turned on here (needs root)")
+    try:
+        for k, v in (("pages_to_scan", "2000"), ("sleep_millisecs", "5"), ("run", "1")):
+            with open(f"{KSM}/{k}", "w") as f:
+                f.write(v)
+        p, outdir = wwtest.run_tracked([prog("t_track_ksm"), "1"], timeout=10)
+    finally:
+        for k in ("run", "pages_to_scan", "sleep_millisecs"):
+            with open(f"{KSM}/{k}", "w") as f:
+                f.write(saved[k])
+    err = p.stderr.decode(errors="replace")
+    if p.returncode == 77:
+        raise Skip(err.strip().splitlines()[-1])
+    assert p.returncode == 0, f"t_track_ksm: exit {p.returncode}: {err[-800:]}"
+    assert "writewatch:" not in err, f"the shim warned: {err[-800:]}"
+    out = one_output(outdir)
+    exact = [e for e in expectations(outdir) if e["label"] != "ksm-merged"]
+    path = os.path.join(outdir, "expect.exact.jsonl")
+    with open(path, "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in exact)
+    check_expectations(out, path)
+    win = [e for e in expectations(outdir) if e["label"] == "ksm-merged" and "pages" in e][0]
+    shared = [e for e in expectations(outdir) if "pages_shared" in e][0]["pages_shared"]
+    base = int(win["start"], 16) // PAGE
+    window = set(range(base, base + win["npages"]))
+    merged = out.snapshot("ksm-merged")
+    got = out.written_pages(merged["seq"]) & window
+    assert not got or len(got) == len(window) - shared, \
+        f"ksm-merged: {len(got)} of {len(window)} pages read as written; KSM kept {shared} " \
+        f"frames as shared copies and remapped the other {len(window) - shared}"
+    assert merged.get("ksm_merging_pages", 0) >= win["npages"], \
+        f"ksm-merged: ksm_merging_pages {merged.get('ksm_merging_pages')}"
+    assert "ksm_merging_pages" not in out.snapshot("ksm-fill"), "ksm_merging_pages before MADV_MERGEABLE"
+
+
 # ---- many runs, small scan vector (t_track_scan) ----
 
 SCAN_VEC = {"WRITEWATCH_SCAN_VEC": "50"}
