@@ -45,7 +45,7 @@ void ww_unlock(void)
 #define WW_FORK_WAIT_MS 100
 static int forks_holding; /* forks between fork_prepare and fork_parent */
 
-bool ww_lock_hook(void)
+static bool lock_hook(void)
 {
 	struct timespec ts;
 	int waited = 0;
@@ -68,6 +68,27 @@ bool ww_lock_hook(void)
 		else if (++waited >= WW_FORK_WAIT_MS)
 			return false;
 	}
+}
+
+uint64_t ww_unseen_calls;
+
+bool ww_enter_hook(void)
+{
+	if (ww_in_shim || !ww_ready())
+		return false;
+	ww_in_shim++;
+	if (!lock_hook()) {
+		ww_in_shim--;
+		__atomic_fetch_add(&ww_unseen_calls, 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	return true;
+}
+
+void ww_leave_hook(void)
+{
+	ww_unlock();
+	ww_in_shim--;
 }
 
 /* A child made without fork()'s handlers (_Fork, a raw clone) inherits our state and the
@@ -167,7 +188,7 @@ static void write_header(const char *cause, pid_t parent, const char *off_reason
 	ww_buf_str(&b, ww_glibc_chunks ? "hooks+glibc-malloc+pthread+proc-maps" : "hooks+proc-maps");
 	ww_buf_str(&b, "\",\"stack_depth\":");
 	ww_buf_u64(&b, (uint64_t)ww.cfg.stack_depth);
-	ww_buf_str(&b, ",\"tracked\":[\"anonymous-private\"],\"untracked\":[\"shared\",\"file-backed\"]}\n");
+	ww_buf_str(&b, ",\"tracked\":[\"anonymous-private\"],\"untracked\":[\"shared\",\"file-backed\",\"hugetlb\"]}\n");
 	if (!b.oom)
 		ww_out_write(&ww.out, b.data, b.len);
 	ww_buf_free(&b);

@@ -1,4 +1,4 @@
-/* Events from the hooks: what mmap, munmap, mremap, mprotect, madvise, glibc's malloc blocks and
+/* Events from the hooks: what mmap, munmap, mremap, madvise, glibc's malloc blocks and
  * new threads change in the region table. Memory about to go is harvested first, so its last
  * writes count; the call site of every region the hooks see is recorded for attribution. */
 #define _GNU_SOURCE
@@ -301,52 +301,6 @@ void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t 
 	register_again(n);
 }
 
-/* ---- mprotect ---- */
-
-struct mprot_ctx {
-	uint8_t prot;
-};
-
-static void mprotect_gap(void *ctx, uintptr_t s, uintptr_t e)
-{
-	struct mprot_ctx *m = ctx;
-	/* Registration succeeds only for private anonymous memory (we do not ask for shmem or
-	 * hugetlbfs write-protect), so it doubles as the test of what the range is. */
-	if (ww_kern_register(&ww.kern, s, e) != 0)
-		return;
-	struct ww_region *r = ww_rt_add(&ww.table, s, e, WW_KIND_ANON, m->prot, "", NULL);
-	if (!r)
-		return;
-	r->flags |= WW_RF_REGISTERED;
-	ww.table.iv.new_regions++;
-}
-
-void ww_on_mprotect(uintptr_t addr, size_t len, int prot)
-{
-	if (!(prot & PROT_WRITE))
-		return;
-	struct mprot_ctx m = {(uint8_t)prot};
-	ww_rt_gaps(&ww.table, addr, addr + page_round(len), mprotect_gap, &m);
-}
-
-static bool enter_core(void)
-{
-	if (ww_in_shim || !ww_ready())
-		return false;
-	ww_in_shim++;
-	if (!ww_lock_hook()) {
-		ww_in_shim--;
-		return false;
-	}
-	return true;
-}
-
-static void leave_core(void)
-{
-	ww_unlock();
-	ww_in_shim--;
-}
-
 /* ---- memory the program claims with a userfaultfd of its own ---- */
 
 /* A range can be registered with one userfaultfd only: when the program registers its own on
@@ -395,7 +349,7 @@ static void unregister_part(void *ctx, struct ww_region *r)
 void ww_on_foreign_register(uintptr_t start, uint64_t len)
 {
 	uintptr_t end = start + page_round(len);
-	if (!enter_core())
+	if (!ww_enter_hook())
 		return;
 	if (!ww_claimed(start, end) && nclaims < WW_MAX_CLAIMS) {
 		/* Its last writes count, as for an unmap; then the range leaves the table. */
@@ -412,7 +366,7 @@ void ww_on_foreign_register(uintptr_t start, uint64_t len)
 				     "is its own now and no longer tracked (counted in untracked_bytes)",
 				     (unsigned long)start, (unsigned long)end);
 	}
-	leave_core();
+	ww_leave_hook();
 }
 
 /* ---- glibc's malloc blocks ---- */
@@ -422,14 +376,14 @@ void ww_on_block_made(uintptr_t start, size_t len, size_t requested)
 	uintptr_t frames[WW_MAX_DEPTH];
 	int saved = errno;
 	int depth = ww_stack_capture(frames, (int)ww.cfg.stack_depth);
-	if (enter_core()) {
+	if (ww_enter_hook()) {
 		munmap_pending_pages = 0;
 		ww_on_munmap_post(start, len); /* a stale entry where glibc unmapped unseen */
 		struct ww_region *r = new_region(start, start + len, WW_KIND_MALLOC,
 						 PROT_READ | PROT_WRITE, ww_caller_site_locked(frames, depth));
 		if (r)
 			ww_site_malloc(r->site, requested);
-		leave_core();
+		ww_leave_hook();
 	}
 	errno = saved;
 }
@@ -437,7 +391,7 @@ void ww_on_block_made(uintptr_t start, size_t len, size_t requested)
 void ww_block_free(void *p, uintptr_t start, size_t len)
 {
 	int saved = errno;
-	if (!enter_core()) {
+	if (!ww_enter_hook()) {
 		ww_next.free(p);
 		errno = saved;
 		return;
@@ -445,7 +399,7 @@ void ww_block_free(void *p, uintptr_t start, size_t len)
 	ww_on_munmap_pre(start, len);
 	ww_next.free(p);
 	ww_on_munmap_post(start, len);
-	leave_core();
+	ww_leave_hook();
 	errno = saved;
 }
 
@@ -455,7 +409,7 @@ void *ww_block_realloc(void *p, uintptr_t start, size_t len, size_t n)
 		ww_block_free(p, start, len);
 		return NULL;
 	}
-	if (!enter_core())
+	if (!ww_enter_hook())
 		return ww_next.realloc(p, n);
 	/* glibc resizes the mapping with mremap(MREMAP_MAYMOVE) (its chunk header on top of n) */
 	ww_on_mremap_pre(start, len, 0, n + 4 * sizeof(size_t), MREMAP_MAYMOVE);
@@ -479,7 +433,7 @@ void *ww_block_realloc(void *p, uintptr_t start, size_t len, size_t n)
 		munmap_pending_pages = ww_ps_count(&ww.table.pending, WW_PAGE(start), WW_PAGE(len));
 		ww_on_munmap_post(start, len);
 	}
-	leave_core();
+	ww_leave_hook();
 	errno = saved;
 	return q;
 }
@@ -517,7 +471,7 @@ static void on_thread_started(struct ww_site *site)
 		pthread_attr_destroy(&a);
 	}
 	ww_in_shim--;
-	if (rc == 0 && enter_core()) {
+	if (rc == 0 && ww_enter_hook()) {
 		uintptr_t s = (uintptr_t)lo, e = s + size;
 		struct ww_region *r = ww_rt_find(&ww.table, s);
 		if (r && r->end == e && !r->site) {
@@ -527,7 +481,7 @@ static void on_thread_started(struct ww_site *site)
 		} else if (!r && overlaps_none(s, e)) {
 			new_region(s, e, WW_KIND_THREAD_STACK, PROT_READ | PROT_WRITE, site);
 		}
-		leave_core();
+		ww_leave_hook();
 	}
 	errno = saved;
 }
@@ -560,9 +514,9 @@ int ww_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void 
 	st->fn = fn;
 	st->arg = arg;
 	st->site = NULL;
-	if (enter_core()) {
+	if (ww_enter_hook()) {
 		st->site = ww_caller_site_locked(frames, depth);
-		leave_core();
+		ww_leave_hook();
 	}
 	int rc = next_pthread_create(t, attr, thread_trampoline, st);
 	if (rc != 0)

@@ -15,23 +15,14 @@
 
 extern char **environ;
 
-/* Enter the core: true when this call should be tracked. */
 static bool enter(void)
 {
-	if (ww_in_shim || !ww_ready())
-		return false;
-	ww_in_shim++;
-	if (!ww_lock_hook()) { /* a fork held the lock too long (see ww_lock_hook) */
-		ww_in_shim--;
-		return false;
-	}
-	return true;
+	return ww_enter_hook();
 }
 
 static void leave(int saved_errno)
 {
-	ww_unlock();
-	ww_in_shim--;
+	ww_leave_hook();
 	errno = saved_errno;
 }
 
@@ -91,18 +82,6 @@ WW_EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
 		ww_on_mremap_post((uintptr_t)old, oldlen, (uintptr_t)p, newlen);
 	leave(saved);
 	return p;
-}
-
-WW_EXPORT int mprotect(void *addr, size_t len, int prot)
-{
-	if (!enter())
-		return ww_real.mprotect(addr, len, prot);
-	int rc = ww_real.mprotect(addr, len, prot);
-	int saved = errno;
-	if (rc == 0)
-		ww_on_mprotect((uintptr_t)addr, len, prot);
-	leave(saved);
-	return rc;
 }
 
 static bool discards(int advice)

@@ -15,10 +15,15 @@ struct ww_pchunk {
 
 bool ww_hash_oom;
 
-static struct ww_pchunk *find(const struct ww_pageset *ps, uint64_t key)
+static struct ww_pchunk *find(const struct ww_pageset *cps, uint64_t key)
 {
-	struct ww_pchunk *c;
+	struct ww_pageset *ps = (struct ww_pageset *)cps;
+	struct ww_pchunk *c = ps->last;
+	if (c && c->key == key)
+		return c;
 	HASH_FIND(hh, ps->chunks, &key, sizeof key, c);
+	if (c)
+		ps->last = c;
 	return c;
 }
 
@@ -45,6 +50,8 @@ static struct ww_pchunk *get(struct ww_pageset *ps, uint64_t key)
 
 static void drop(struct ww_pageset *ps, struct ww_pchunk *c)
 {
+	if (ps->last == c)
+		ps->last = NULL;
 	HASH_DEL(ps->chunks, c);
 	ww_free(c, sizeof *c);
 }
@@ -60,6 +67,15 @@ static uint64_t word_mask(unsigned lo, unsigned hi)
 static uint64_t chunk_op(struct ww_pchunk *c, unsigned lo, unsigned hi, int op)
 {
 	uint64_t n = 0;
+	if (hi == lo + 1) { /* one page, the common run of a scattered scan: no popcount call */
+		uint64_t bit = 1ull << (lo % 64), *w = &c->bits[lo / 64];
+		bool was = (*w & bit) != 0;
+		if (op == 1)
+			*w |= bit;
+		else if (op == 2)
+			*w &= ~bit;
+		return op == 1 ? !was : was;
+	}
 	for (unsigned w = lo / 64; w * 64 < hi; w++) {
 		unsigned a = w * 64 > lo ? 0 : lo - w * 64;
 		unsigned b = (w + 1) * 64 < hi ? 64 : hi - w * 64;
@@ -90,6 +106,11 @@ static uint64_t each_chunk(struct ww_pageset *ps, uint64_t first, uint64_t n, bo
 	if (n == 0)
 		return 0;
 	uint64_t k0 = first / CHUNK_PAGES, k1 = (end - 1) / CHUNK_PAGES;
+	if (k0 == k1) { /* one chunk: the common case of a scan's runs */
+		struct ww_pchunk *c = create ? get(ps, k0) : find(ps, k0);
+		unsigned lo = (unsigned)(first - k0 * CHUNK_PAGES);
+		return c || create ? fn(ps, k0, c, lo, lo + (unsigned)n, ctx) : 0;
+	}
 	if (create || k1 - k0 + 1 <= (uint64_t)HASH_COUNT(ps->chunks) * 2 + 8) {
 		for (uint64_t k = k0; k <= k1; k++) {
 			uint64_t base = k * CHUNK_PAGES;
@@ -306,4 +327,5 @@ void ww_ps_free(struct ww_pageset *ps)
 		ww_free(c, sizeof *c);
 	}
 	ps->count = 0;
+	ps->last = NULL;
 }

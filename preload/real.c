@@ -39,11 +39,6 @@ static void *raw_mremap(void *a, size_t ol, size_t nl, int f, ...)
 	return (void *)ret_errno(ww_sys(SYS_mremap, (long)a, (long)ol, (long)nl, f, (long)na, 0));
 }
 
-static int raw_mprotect(void *a, size_t l, int p)
-{
-	return (int)ret_errno(ww_sys(SYS_mprotect, (long)a, (long)l, p, 0, 0, 0));
-}
-
 static int raw_madvise(void *a, size_t l, int adv)
 {
 	return (int)ret_errno(ww_sys(SYS_madvise, (long)a, (long)l, adv, 0, 0, 0));
@@ -108,7 +103,6 @@ struct ww_real_fns ww_real = {
 	.mmap = raw_mmap,
 	.munmap = raw_munmap,
 	.mremap = raw_mremap,
-	.mprotect = raw_mprotect,
 	.madvise = raw_madvise,
 	.ioctl = raw_ioctl,
 	.execve = raw_execve,
@@ -131,7 +125,6 @@ void ww_real_resolve(void)
 	RESOLVE(mmap, "mmap");
 	RESOLVE(munmap, "munmap");
 	RESOLVE(mremap, "mremap");
-	RESOLVE(mprotect, "mprotect");
 	RESOLVE(madvise, "madvise");
 	RESOLVE(ioctl, "ioctl");
 	RESOLVE(execve, "execve");

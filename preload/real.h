@@ -11,7 +11,6 @@ struct ww_real_fns {
 	void *(*mmap)(void *, size_t, int, int, int, off_t);
 	int (*munmap)(void *, size_t);
 	void *(*mremap)(void *, size_t, size_t, int, ...);
-	int (*mprotect)(void *, size_t, int);
 	int (*madvise)(void *, size_t, int);
 	int (*ioctl)(int, unsigned long, ...);
 	int (*execve)(const char *, char *const[], char *const[]);

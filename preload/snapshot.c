@@ -277,9 +277,15 @@ void ww_track_register(struct ww_region *r)
 	}
 	/* Unmapped since we saw it, behind the hooks' back (glibc's own munmap, a raw syscall, a
 	 * signal handler's call that passed through): nothing to watch, and the next reconcile
-	 * retires the region. The kernel then says EINVAL or ENOMEM. */
+	 * retires the region. The kernel then says EINVAL or ENOMEM. Memory mapped there again
+	 * behind our back between the two calls (another thread's, unlocked) is registered by
+	 * trying once more: its pages are then read as fresh memory. */
 	if (rc != -EBUSY && !ww_kern_mapped(&ww.kern, r->start, r->end))
 		return;
+	if (rc != -EBUSY && ww_kern_register(&ww.kern, r->start, r->end) == 0) {
+		r->flags |= WW_RF_REGISTERED;
+		return;
+	}
 	ww_warn_once(warned_register, "cannot watch %lx-%lx: %s%s; such memory is counted as "
 				      "untracked_bytes",
 		     (unsigned long)r->start, (unsigned long)r->end, ww_strerror(rc),
@@ -392,12 +398,22 @@ static void flush_run(struct emit *e)
 {
 	if (!e->run_len)
 		return;
-	if (e->ranges) {
-		ww_buf_str(e->buf, e->pages == e->run_len ? "[" : ",[");
-		ww_buf_u64(e->buf, e->run_start);
-		ww_buf_str(e->buf, ",");
-		ww_buf_u64(e->buf, e->run_len);
-		ww_buf_str(e->buf, "]");
+	if (e->ranges) { /* one append per run: ",[start,len]" formatted right to left */
+		char t[48], *q = t + sizeof t;
+		uint64_t v = e->run_len;
+		*--q = ']';
+		do
+			*--q = (char)('0' + v % 10);
+		while (v /= 10);
+		*--q = ',';
+		v = e->run_start;
+		do
+			*--q = (char)('0' + v % 10);
+		while (v /= 10);
+		*--q = '[';
+		if (e->pages != e->run_len)
+			*--q = ',';
+		ww_buf_put(e->buf, q, (size_t)(t + sizeof t - q));
 	}
 	e->run_len = 0;
 }
@@ -499,7 +515,16 @@ static uint64_t scan_region(struct ww_region *r, struct ww_buf *b)
 
 	if (r->flags & WW_RF_REGISTERED) {
 		e.to_pending = (r->flags & WW_RF_PENDING) != 0;
-		ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_REARM, on_scan_run, &e);
+		long rc = ww_kern_scan(&ww.kern, r->start, r->end, WW_SCAN_REARM, on_scan_run, &e);
+		if (rc < 0) {
+			/* The runs read before the error stand; the rest of the region is unknown. */
+			static int warned_scan;
+			ww_warn_once(warned_scan, "PAGEMAP_SCAN of %lx-%lx failed: %s; such memory is "
+						  "counted as untracked_bytes",
+				     (unsigned long)r->start, (unsigned long)r->end,
+				     ww_strerror((int)rc));
+			untracked_bytes += r->end - r->start;
+		}
 	}
 	if (r->flags & WW_RF_PENDING) {
 		uint64_t p = WW_PAGE(r->start), n = WW_PAGE(r->end - r->start);
@@ -633,6 +658,7 @@ int ww_snapshot_locked(enum ww_trigger trig, const char *label)
 	field(&head, "lost_regions", iv->lost_regions);
 	field(&head, "untracked_bytes", untracked_bytes);
 	field(&head, "untracked_regions", ww.table.oom_untracked);
+	field(&head, "unseen_calls", __atomic_exchange_n(&ww_unseen_calls, 0, __ATOMIC_RELAXED));
 	long ksm = ksm_merging_pages();
 	if (ksm >= 0)
 		field(&head, "ksm_merging_pages", (uint64_t)ksm);

@@ -110,6 +110,7 @@ int ww_signal_parse(const char *s);
 struct ww_pchunk;
 struct ww_pageset {
 	struct ww_pchunk *chunks; /* uthash head, keyed by page >> 9 */
+	struct ww_pchunk *last;   /* the chunk found last: scans come in address order */
 	uint64_t count;           /* pages set */
 	bool oom;                 /* an allocation failed: counts are a lower bound */
 };
@@ -419,9 +420,14 @@ extern struct ww_state ww;
  * while scanning. Never held across anything that can block on the program. */
 void ww_lock(void);
 void ww_unlock(void);
-/* The hooks' way in: ww_lock, except that a hook waits out a fork for a bounded time only.
- * False (lock not taken): make the call untracked. */
-bool ww_lock_hook(void);
+/* A hook's way into the core: true (lock held, ww_in_shim raised) when its call is to be
+ * tracked; false when the shim is not ready, is re-entered (a signal handler interrupting it),
+ * or gave up waiting out a fork (a bounded wait, see core.c). ww_leave_hook undoes a true. */
+bool ww_enter_hook(void);
+void ww_leave_hook(void);
+/* Hook calls let through untracked because a fork held the lock too long, since the last
+ * snapshot (the snapshot's unseen_calls). */
+extern uint64_t ww_unseen_calls;
 
 /* Per-thread re-entrancy guard: hooks that find it set pass straight to the real call. */
 extern __thread int ww_in_shim __attribute__((tls_model("initial-exec")));
@@ -444,7 +450,6 @@ void ww_on_munmap_post(uintptr_t addr, size_t len);
 void ww_on_discard_pre(uintptr_t addr, size_t len, int advice);
 void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags);
 void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t newlen);
-void ww_on_mprotect(uintptr_t addr, size_t len, int prot);
 
 /* The program registers a userfaultfd of its own on [start, start+len): let go of it. Takes
  * the lock itself. ww_claimed says whether a range overlaps such memory (lock held). */

@@ -7,7 +7,11 @@
  * Commands (one argument each unless said):
  *   map NAME N | mapnone NAME N    private anonymous window of N pages, rw or PROT_NONE
  *   mapshared NAME N | memfd NAME N  shared anonymous / memfd window (not tracked)
+ *   maphuge NAME                   2 MiB MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB window (512 small
+ *                                  pages, no ground truth); prints "maphuge NAME aligned" or the
+ *                                  errno, and exits 3 when the mapping fails
  *   protect NAME rw|r|none         mprotect the whole window
+ *   unmap NAME                     munmap the whole window (its name is free again)
  *   w NAME LIST | r NAME LIST      write / read pages ("1,3-5"); check NAME LIST verifies writes
  *   expect LABEL                   record the private windows' truth for LABEL and reset it
  *   snap LABEL                     expect LABEL + writewatch_snapshot(LABEL); prints the result
@@ -377,6 +381,22 @@ int main(int argc, char **argv)
 				tp_die("mmap memfd");
 			close(fd);
 			add(name, p, n, 0);
+		} else if (!strcmp(cmd, "maphuge")) {
+			const char *name = ARG();
+			void *p = mmap(NULL, 2u << 20, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+			if (p == MAP_FAILED) {
+				printf("maphuge %s %s\n", name, errname(errno));
+				exit(3);
+			}
+			printf("maphuge %s %s\n", name, (uintptr_t)p % (2u << 20) ? "unaligned" : "aligned");
+			add(name, p, 512, 0);
+		} else if (!strcmp(cmd, "unmap")) {
+			struct win *w = find(ARG());
+			if (munmap(w->base, w->npages * TP_PAGE) != 0)
+				tp_die("munmap");
+			w->name = "";
+			w->tw = NULL; /* no more ground truth for it */
 		} else if (!strcmp(cmd, "protect")) {
 			struct win *w = find(ARG());
 			const char *how = ARG();

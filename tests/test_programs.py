@@ -62,7 +62,7 @@ def compare(cmd, extra=None, cwd_files=(), stdin=None, timeout=120):
     assert outs, "no output file"
     for o in outs:
         assert o.header["tracking"] == "on", f"{o.path}: {o.header.get('reason')}"
-        assert o.header["untracked"] == ["shared", "file-backed"]
+        assert o.header["untracked"] == ["shared", "file-backed", "hugetlb"]
     return t, outdir, u, outs
 
 

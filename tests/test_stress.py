@@ -138,14 +138,17 @@ def check_records(out, allow_lost=False):
     """Every snapshot's written figures are the sum of its region records; ranges sorted,
     merged, inside the region and summing to written_pages; regions of one snapshot disjoint;
     nothing untracked, nothing lost. allow_lost: True, or the kinds of region that may be (a
-    sanitizer runtime remaps its own memory with raw MAP_FIXED mmap calls: any). Returns the
-    lost regions counted."""
+    sanitizer runtime remaps its own memory with raw MAP_FIXED mmap calls: any). Any kind may
+    be lost once the shim has said it let calls through untracked (unseen_calls: a fork held
+    it over 100 ms, which a loaded machine can make happen). Returns the lost regions counted."""
     allow_lost = True if wwtest.PRELOAD_FIRST else allow_lost
     assert out.header.get("tracking") == "on", f"tracking {out.header.get('tracking')}"
     ps = out.header["page_size"]
     lost = 0
+    unseen = 0
     for snap in out.snapshots:
         seq = snap["seq"]
+        unseen += snap["unseen_calls"]
         regs = out.regions.get(seq, [])
         total = sum(r["written_pages"] for r in regs)
         assert snap["written_pages"] == total and snap["written_bytes"] == total * ps, \
@@ -157,8 +160,9 @@ def check_records(out, allow_lost=False):
         for (s1, e1, i1), (s2, e2, i2) in zip(spans, spans[1:]):
             assert e1 <= s2, f"seq {seq}: regions {i1} and {i2} overlap"
         for r in regs:
-            assert not r.get("lost") or allow_lost is True or r["kind"] in (allow_lost or ()), \
-                f"seq {seq}: region {r['id']} ({r['kind']}) lost"
+            assert not r.get("lost") or allow_lost is True or unseen or \
+                r["kind"] in (allow_lost or ()), \
+                f"{out.path}: seq {seq}: region {r['id']} ({r['kind']}) lost, no unseen calls said"
             npages = (int(r["end"], 16) - int(r["start"], 16)) // ps
             at = -1
             for first, n in r["ranges"]:
@@ -311,7 +315,7 @@ def test_stress_program_signals():
 def test_stress_everything():
     """All of it at once: fork, exec, the program's SIGALRM and both signal senders. A fork
     that waits for a malloc lock held by a thread whose SIGALRM handler waits in our mmap hook
-    is resolved by that hook giving up after 100 ms and mapping untracked (ww_lock_hook):
+    is resolved by that hook giving up after 100 ms and mapping untracked (lock_hook in preload/core.c):
     regions changed so are reported lost, so lost regions are allowed here, and counted."""
     _, _, outdir, figs = storm(["fork", "exec", "alrm", "rate=500"], py_rate=200)
     out, pages, tr = check_main(outdir, figs, allow_lost=True)

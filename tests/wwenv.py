@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 
 import wwtest as W
 from wwtest import Skip
@@ -207,6 +208,43 @@ class Interactive:
 def sysctl(name):
     with open("/proc/sys/" + name.replace(".", "/")) as f:
         return f.read().strip()
+
+
+@contextmanager
+def sysctl_set(settings):
+    """Set /proc/sys values ({"vm.max_map_count": "40000", ...}, in order) for the duration of a
+    with block and put the old values back afterwards, also when the block fails or skips.
+    Skip when not root, when a file cannot be written (a read-only /proc/sys), or when the
+    kernel does not take the value (it reads back different, e.g. huge pages it cannot find)."""
+    if os.geteuid() != 0:
+        raise Skip(f"needs root to set {', '.join(settings)}")
+    saved = []
+    try:
+        for name, value in settings.items():
+            path = "/proc/sys/" + name.replace(".", "/")
+            old = sysctl(name)
+            saved.append((name, path, old))  # before the write: a partial one is undone too
+            try:
+                with open(path, "w") as f:
+                    f.write(str(value))
+            except OSError as e:
+                raise Skip(f"cannot set {name}={value}: {e}")
+            got = sysctl(name)
+            if got != str(value):
+                raise Skip(f"{name}={value} does not take here (reads {got})")
+        yield
+    finally:
+        failed = []
+        for name, path, old in reversed(saved):
+            try:
+                with open(path, "w") as f:
+                    f.write(old)
+            except OSError as e:
+                failed.append(f"{name}={old}: {e}")
+            if sysctl(name) != old:
+                failed.append(f"{name} reads {sysctl(name)}, was {old}")
+        if failed:
+            raise AssertionError(f"could not restore {failed}")
 
 
 def public_dir():
