@@ -112,6 +112,20 @@ static void collect(void *ctx, struct ww_region *r)
 		c->more = true;
 }
 
+/* [s,e) goes from the middle of r: r keeps the lower part, a new region the upper, one more
+ * region of r's site (made by the split, retired when it goes). */
+static void cut_middle(struct ww_table *t, struct ww_region *r, uintptr_t s, uintptr_t e)
+{
+	uintptr_t old_end = r->end;
+	r->end = s;
+	struct ww_region *u = ww_rt_add(t, e, old_end, r->kind, r->prot, r->name, r->site);
+	if (u) {
+		u->flags = r->flags;
+		ww_site_region_split(r->site);
+	}
+	ww_rt_recount(t, r);
+}
+
 uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool retire)
 {
 	uint64_t bytes = 0;
@@ -146,14 +160,7 @@ uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool reti
 			} else if (e == r->end) {
 				r->end = s;
 			} else {
-				/* The middle goes: r keeps the lower part, a new region the upper. */
-				uintptr_t old_end = r->end;
-				r->end = s;
-				struct ww_region *u =
-					ww_rt_add(t, e, old_end, r->kind, r->prot, r->name, r->site);
-				if (u)
-					u->flags = r->flags;
-				ww_rt_recount(t, r);
+				cut_middle(t, r, s, e);
 			}
 		}
 	} while (c.more);
@@ -178,12 +185,7 @@ uint64_t ww_rt_forget(struct ww_table *t, struct ww_region *r, uintptr_t start, 
 		r->end = s;
 		ww_rt_recount(t, r);
 	} else {
-		uintptr_t old_end = r->end;
-		r->end = s;
-		struct ww_region *u = ww_rt_add(t, e, old_end, r->kind, r->prot, r->name, r->site);
-		if (u)
-			u->flags = r->flags;
-		ww_rt_recount(t, r);
+		cut_middle(t, r, s, e);
 	}
 	t->sorted = false;
 	return e - s;

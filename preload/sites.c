@@ -45,6 +45,15 @@ void ww_site_region_made(struct ww_site *s, uint64_t bytes)
 	s->dirty = true;
 }
 
+void ww_site_region_split(struct ww_site *s)
+{
+	if (!s)
+		return;
+	s->regions_made++;
+	s->regions_live++;
+	s->dirty = true;
+}
+
 void ww_site_region_gone(struct ww_site *s, uint64_t bytes, uint64_t written_pages, bool whole)
 {
 	if (!s)

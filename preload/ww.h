@@ -193,6 +193,8 @@ struct ww_site {
 /* The site for these frames, created on first use; NULL when out of memory or depth 0. */
 struct ww_site *ww_site_get(const uintptr_t *frames, int depth);
 void ww_site_region_made(struct ww_site *s, uint64_t bytes);
+/* One of the site's regions split in two (its middle unmapped): one more made and live. */
+void ww_site_region_split(struct ww_site *s);
 /* bytes of one of its regions went away with churn_pages written pages in them. */
 void ww_site_region_gone(struct ww_site *s, uint64_t bytes, uint64_t churn_pages, bool whole);
 void ww_site_written(struct ww_site *s, uint64_t pages, uint64_t new_ever);
