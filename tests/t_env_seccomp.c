@@ -4,8 +4,9 @@
  *   t_env_seccomp [--uid N] [--preload LIB] [RULE...] -- PROG ARGS...
  *
  * RULE is WHAT=ERRNO with WHAT one of userfaultfd (the syscall), uffd-dev (the ioctl
- * USERFAULTFD_IOC_NEW on /dev/userfaultfd) or pagemap-scan (the ioctl PAGEMAP_SCAN), and ERRNO
- * one of EPERM, ENOSYS, ENOTTY, EACCES. --preload sets LD_PRELOAD for the target only, so the
+ * USERFAULTFD_IOC_NEW on /dev/userfaultfd), uffd-api (the ioctl UFFDIO_API: EINVAL is what a
+ * kernel before 6.7 says to UFFD_FEATURE_WP_ASYNC) or pagemap-scan (the ioctl PAGEMAP_SCAN), and
+ * ERRNO one of EPERM, ENOSYS, ENOTTY, EACCES, EINVAL. --preload sets LD_PRELOAD for the target only, so the
  * launcher itself is never tracked. Raw seccomp BPF (no libseccomp), x86-64 only. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,7 +64,8 @@ static int parse_errno(const char *s)
 	static const struct {
 		const char *name;
 		int err;
-	} t[] = {{"EPERM", EPERM}, {"ENOSYS", ENOSYS}, {"ENOTTY", ENOTTY}, {"EACCES", EACCES}};
+	} t[] = {{"EPERM", EPERM}, {"ENOSYS", ENOSYS}, {"ENOTTY", ENOTTY}, {"EACCES", EACCES},
+		      {"EINVAL", EINVAL}};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (!strcmp(s, t[i].name))
 			return t[i].err;
@@ -100,6 +102,8 @@ int main(int argc, char **argv)
 			rule_syscall(SYS_userfaultfd, err);
 		else if (!strcmp(argv[i], "uffd-dev"))
 			rule_ioctl(USERFAULTFD_IOC_NEW, err);
+		else if (!strcmp(argv[i], "uffd-api"))
+			rule_ioctl(UFFDIO_API, err);
 		else if (!strcmp(argv[i], "pagemap-scan"))
 			rule_ioctl(PAGEMAP_SCAN, err);
 		else {

@@ -613,6 +613,13 @@ def test_seccomp_pagemap_scan_enotty_c09():
 
 
 @case
+def test_kernel_without_wp_async_c09():
+    """UFFDIO_API refusing the feature, as kernels before 6.7 do (EINVAL): one line naming
+    UFFD_FEATURE_WP_ASYNC and 6.7, tracking off, the program as untracked."""
+    tracking_off(["uffd-api=EINVAL"], ["UFFD_FEATURE_WP_ASYNC", "6.7", "EINVAL"])
+
+
+@case
 def test_unprivileged_user_mode_only_c10():
     as_nobody_ready()
 
