@@ -25,6 +25,7 @@
 #include "tprog.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -441,6 +442,27 @@ static void op_fork(struct worker *me)
 	me->forks++;
 }
 
+/* The children's pids, one "KIND PID" line each in $WW_EXPECT.children, for the test to name
+ * a child whose file is missing. */
+static int children_fd = -1;
+static pthread_once_t children_once = PTHREAD_ONCE_INIT;
+
+static void open_children(void)
+{
+	char path[600];
+	const char *e = getenv("WW_EXPECT");
+	snprintf(path, sizeof path, "%s.children", e ? e : "/dev/null");
+	if (e)
+		children_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+}
+
+static void note_child(const char *kind, pid_t pid)
+{
+	pthread_once(&children_once, open_children);
+	if (children_fd >= 0)
+		dprintf(children_fd, "%s %d\n", kind, (int)pid);
+}
+
 static void op_exec(struct worker *me)
 {
 	char *argv[] = {"true", NULL};
@@ -457,6 +479,7 @@ static void op_exec(struct worker *me)
 			return;
 		}
 		me->execs++;
+		note_child("exec", pid);
 	} else {
 		int rc = posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ);
 		if (rc != 0) {
@@ -465,6 +488,7 @@ static void op_exec(struct worker *me)
 			return;
 		}
 		me->spawns++;
+		note_child("spawn", pid);
 	}
 	st = wait_child(pid);
 	if (st != 0) {

@@ -251,6 +251,7 @@ def check_children(outdir, main_pid, figs, allow_lost=False):
     """Each fork child a valid file of its own with its exact window; each exec a pair (the fork
     image ending in an exec snapshot, the new image); each posix_spawn a file."""
     kinds = collections.Counter()
+    seen = collections.defaultdict(list)  # pid: the causes of its files
     for f in outputs(outdir):
         out = Output(f)
         h = out.header
@@ -258,6 +259,7 @@ def check_children(outdir, main_pid, figs, allow_lost=False):
             continue
         check_records(out, allow_lost)
         exe = os.path.basename(h["exe"])
+        seen[h["pid"]].append(h["cause"])
         if h["cause"] == "fork":
             assert h["parent_pid"] == main_pid, f"{f}: parent_pid {h.get('parent_pid')}"
             last = out.snapshots[-1]["trigger"] if out.snapshots else None
@@ -277,7 +279,16 @@ def check_children(outdir, main_pid, figs, allow_lost=False):
             kinds["spawn"] += 1
     want = {"fork": figs["forks"], "fork-exec": figs["execs"], "exec": figs["execs"],
             "spawn": figs["spawns"]}
-    assert {k: kinds[k] for k in want} == want, f"files {dict(kinds)}, children made {want}"
+    if {k: kinds[k] for k in want} != want:
+        made = []
+        path = os.path.join(outdir, "expect.jsonl.children")
+        if os.path.exists(path):
+            with open(path) as f:
+                made = [line.split() for line in f if line.strip()]
+        odd = [(kind, pid, seen.get(int(pid), [])) for kind, pid in made
+               if sorted(seen.get(int(pid), [])) != (["exec", "fork"] if kind == "exec" else ["start"])]
+        raise AssertionError(f"files {dict(kinds)}, children made {want}; children whose files "
+                             f"are not as expected (kind, pid, causes of its files): {odd[:10]}")
     return kinds
 
 
