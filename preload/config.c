@@ -164,6 +164,40 @@ static bool apply(struct ww_config *cfg, const struct ww_opt *o, const char *v)
 	return false;
 }
 
+size_t ww_config_check_names(char *const *env)
+{
+	size_t unknown = 0;
+	for (; env && *env; env++) {
+		const char *v = *env;
+		if (strncmp(v, "WRITEWATCH_", 11) != 0)
+			continue;
+		size_t n = strcspn(v, "=");
+		/* Not the shim's, yet ours: the exec marker, the launcher's, the test suite's. */
+		static const char *const others[] = {"WRITEWATCH_EXEC_PID", "WRITEWATCH_LIB",
+						     "WRITEWATCH_NO_BROWSER_INSTALL"};
+		bool known = false;
+		for (size_t i = 0; !known && i < sizeof others / sizeof others[0]; i++)
+			known = strlen(others[i]) == n && !strncmp(v, others[i], n);
+		for (size_t i = 0; !known && i < sizeof opts / sizeof opts[0]; i++)
+			known = strlen(opts[i].name) == n && !strncmp(v, opts[i].name, n);
+		if (known)
+			continue;
+		unknown++;
+		char names[256];
+		size_t at = 0;
+		for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+			at += ww_fmt(names + at, sizeof names - at, i ? ", %s" : "%s", opts[i].name + 11);
+		char entry[72]; /* NAME=value, as the bad-value lines say it */
+		size_t len = strlen(v) < sizeof entry - 1 ? strlen(v) : sizeof entry - 1;
+		memcpy(entry, v, len);
+		entry[len] = 0;
+		ww_warn("%s: not a writewatch variable (a typo?), ignored; the variables are "
+			"WRITEWATCH_ with %s",
+			entry, names);
+	}
+	return unknown;
+}
+
 void ww_config_parse(struct ww_config *cfg, const char *(*get)(const char *name))
 {
 	memset(cfg, 0, sizeof *cfg);

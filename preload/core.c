@@ -467,6 +467,7 @@ void ww_init(void)
 		goto out;
 	ww_stderr_note(); /* before the first warning: the configuration's */
 	ww_config_parse(&ww.cfg, env_get);
+	ww_config_check_names(environ);
 	if (ww.cfg.disable)
 		goto out;
 	ww_stack_init();

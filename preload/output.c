@@ -110,14 +110,15 @@ int ww_out_open(struct ww_out *o, const char *tmpl, const char *dir, pid_t pid, 
 	return 0;
 }
 
-/* Is o->fd still our file? If the program closed it or put something else in its place,
- * reopen our file by path (only if it still is the same inode) at a fresh descriptor. */
+/* Is o->fd still our file, and still in a directory? If the program closed it or put something
+ * else in its place, reopen our file by path (only if it still is the same inode) at a fresh
+ * descriptor. A file removed (or its directory) takes no more lines: nobody could read them. */
 static bool ensure_ours(struct ww_out *o)
 {
 	struct stat st;
 	if (o->fd >= 0 && ww_sys(SYS_fstat, o->fd, (long)&st, 0, 0, 0, 0) == 0 &&
 	    st.st_dev == o->dev && st.st_ino == o->ino)
-		return true;
+		return st.st_nlink > 0;
 	int fd = ww_sys_open(o->path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return false;

@@ -100,6 +100,9 @@ struct ww_config {
 /* Parse the configuration from `get` (getenv-like; NULL values mean unset). Every bad value gives
  * one warning naming the variable and keeps the default. Never fails. */
 void ww_config_parse(struct ww_config *cfg, const char *(*get)(const char *name));
+/* Warn once for each WRITEWATCH_* name in env that is not a variable of ours (a typo would
+ * otherwise be silently ignored). Returns how many. */
+size_t ww_config_check_names(char *const *env);
 /* Signal name for output: "USR2", "RTMIN+3", "none"... into buf. */
 const char *ww_signal_name(int sig, char *buf, size_t cap);
 /* Parse "USR2", "SIGUSR2", "RTMIN+3", "12", "none" -> signal number, 0 for none, -1 invalid. */

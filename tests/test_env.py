@@ -473,6 +473,15 @@ def test_bad_ranges():
 
 
 @case
+def test_unknown_variable_named():
+    """A misspelt variable (WRITEWATCH_INTERVAL for WRITEWATCH_INTERVAL_MS): one line naming it,
+    tracking as with no such variable, the program as untracked."""
+    out, line = bad_config("WRITEWATCH_INTERVAL", "20", True)
+    assert "not a writewatch variable" in line and "INTERVAL_MS" in line, line
+    assert out.header["interval_ms"] == 0
+
+
+@case
 def test_bad_config_quiet():
     t, outdir, u = E.run_pair(BAD_PROG, {"WRITEWATCH_QUIET": "1", "WRITEWATCH_SIGNAL": "BOGUS",
                                          "WRITEWATCH_OUTPUT": "/nonexistent/ww.%p.jsonl"})

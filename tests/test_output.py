@@ -4,7 +4,9 @@
 # is never affected, never receives our output, and the file holds only whole lines.
 import json
 import os
+import shutil
 import subprocess
+import time
 
 from wwtest import (BUILD, TESTS, Output, Skip, case, check_expectations, finish, load, run,
                     run_tracked, tmpdir, tracked_env, writewatch_lines)
@@ -48,6 +50,39 @@ def output_disk_full_keeps_whole_lines():
         assert len(data) <= 16384
     finally:
         subprocess.run(["umount", mnt])
+
+
+@case
+def output_directory_removed_while_running():
+    """The output directory is removed while the program runs with 20 ms snapshots: one line
+    saying so, snapshots stop, the program's output and status as untracked."""
+    d = tmpdir()
+    gone = os.path.join(d, "out")
+    os.mkdir(gone)
+    script = ("import os, sys, time\n"
+              "while os.path.isdir(sys.argv[1]): time.sleep(0.01)\n"
+              "bufs = []\n"
+              "for i in range(30):\n"
+              "    bufs.append(bytearray(100000)); time.sleep(0.01)\n"
+              "print('done', len(bufs))\n")
+    flag = os.path.join(d, "running")
+    plain = run(["python3", "-c", script, flag])  # no flag directory: runs straight through
+    os.mkdir(flag)
+    env = tracked_env(gone, {"WRITEWATCH_INTERVAL_MS": "20"})
+    p = subprocess.Popen(["python3", "-c", script, flag], env=env, cwd=d,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while not os.listdir(gone) and time.time() < deadline:  # the file is there: tracking runs
+        time.sleep(0.01)
+    time.sleep(0.1)
+    shutil.rmtree(gone)
+    os.rmdir(flag)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == plain.returncode == 0, err.decode()
+    assert out == plain.stdout, "program output changed"
+    lines = writewatch_lines(err)
+    assert len(lines) == 1 and "removed" in lines[0], lines
+    assert not os.path.exists(gone), "the output directory was created again"
 
 
 def hostile(mode):

@@ -95,6 +95,16 @@ static void t_config_bad_values_keep_defaults(void)
 	ww_quiet = false;
 }
 
+static void t_config_unknown_names(void)
+{
+	char *env[] = {"WRITEWATCH_INTERVL=5", "WRITEWATCH_OUTPUT=x", "WRITEWATCH_EXEC_PID=7",
+		       "PATH=/bin", "WRITEWATCH_=1", "WRITEWATCH_OUTPUTS=y", "WRITEWATCH_QUIET", "WRITEWATCH_LIB=/x", NULL};
+	ww_quiet = true;
+	CHECK(ww_config_check_names(env) == 3); /* INTERVL, the empty name, OUTPUTS */
+	CHECK(ww_config_check_names(NULL) == 0);
+	ww_quiet = false;
+}
+
 static void t_signal_names(void)
 {
 	char buf[16];
@@ -411,6 +421,7 @@ int main(void)
 	run("unit_config_defaults", t_config_defaults);
 	run("unit_config_values", t_config_values);
 	run("unit_config_bad_values_keep_defaults", t_config_bad_values_keep_defaults);
+	run("unit_config_unknown_names", t_config_unknown_names);
 	run("unit_signal_names", t_signal_names);
 	run("unit_pageset_basic", t_pageset_basic);
 	run("unit_pageset_huge_sparse", t_pageset_huge_sparse);
