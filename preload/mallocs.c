@@ -23,6 +23,35 @@ static char boot[64 * 1024] __attribute__((aligned(64)));
 static size_t boot_used;
 
 extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
+extern int __libc_mallopt(int, int);
+
+/* glibc has no __libc_ names for these two. */
+static int libc_posix_memalign(void **out, size_t align, size_t n)
+{
+	if (align < sizeof(void *) || (align & (align - 1)))
+		return EINVAL;
+	void *p = __libc_memalign(align, n);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+static void *libc_aligned_alloc(size_t align, size_t n)
+{
+	return __libc_memalign(align, n);
+}
+
+static const struct ww_next_alloc libc_alloc = {
+	__libc_malloc,	   __libc_free,		 __libc_calloc,	 __libc_realloc, __libc_memalign,
+	libc_posix_memalign, libc_aligned_alloc, __libc_valloc, __libc_pvalloc, __libc_mallopt,
+};
 
 void *ww_boot_alloc(size_t n, size_t align)
 {
@@ -98,8 +127,16 @@ bool ww_malloc_resolve(void)
 	n.pvalloc = dlsym(RTLD_NEXT, "pvalloc");
 	n.mallopt = dlsym(RTLD_NEXT, "mallopt");
 	if (!n.malloc || !n.free || !n.calloc || !n.realloc) {
-		/* No allocator behind us to forward to: there is no safe way on. */
-		n.malloc = __libc_malloc;
+		/* Nothing behind us (libc itself first in LD_PRELOAD, say): glibc's own, all of it,
+		 * so that blocks always go back to the allocator that made them. */
+		n = libc_alloc;
+	} else {
+		/* An allocator behind us without the rarer calls: glibc's for those. */
+		void (**slot)(void) = (void (**)(void))&n;
+		void (*const *def)(void) = (void (*const *)(void))&libc_alloc;
+		for (size_t i = 0; i < sizeof n / sizeof slot[0]; i++)
+			if (!slot[i])
+				slot[i] = def[i];
 	}
 	ww_next = n;
 	__atomic_store_n(&ww_malloc_state, 1, __ATOMIC_RELEASE);

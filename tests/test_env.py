@@ -775,6 +775,22 @@ def test_early_library_after_shim_c05():
     early("shim-first")
 
 
+@case
+def test_libc_before_shim_in_preload():
+    """LD_PRELOAD="libc.so.6 <shim>": nothing behind the shim to forward malloc to (dlsym's
+    RTLD_NEXT finds nothing): glibc's own allocator is used, the program runs as untracked."""
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    if not os.path.exists(libc):
+        raise Skip(f"no {libc}")
+    cmd = ["sort"]
+    data = b"".join(b"%d\n" % (i * 7919 % 100003) for i in range(50000))
+    t, outdir, u = E.run_pair(cmd, {"LD_PRELOAD": f"{libc}:{W.LIB}"}, input=data)
+    E.same_result(t, u)
+    E.no_ww_lines(t)
+    out = W.one_output(outdir)
+    assert out.header["tracking"] == "on", out.header
+
+
 # ---------------------------------------------------------------------------------------------
 # C19: the program owns the trigger signal
 
