@@ -49,15 +49,18 @@ static void peek_region(void *ctx, struct ww_region *r)
 	struct range_ctx *c = ctx;
 	uintptr_t s, e;
 	clip(c, r, &s, &e);
-	struct harvest h = {0};
+	/* Pages harvested earlier (before a discard or a move) and not yet reported go with the
+	 * region: the written pages are those and the ones read now, each once (a page written
+	 * before a move and again after it is in both). */
+	bool pending = r->flags & WW_RF_PENDING;
+	struct harvest h = {.to_pending = pending};
 	ww_kern_scan(&ww.kern, s, e, r->flags & WW_RF_REGISTERED ? WW_SCAN_PEEK : WW_SCAN_FRESH,
 		     harvest_run, &h);
+	uint64_t pages = pending ? ww_ps_count(&ww.table.pending, WW_PAGE(s), WW_PAGE(e - s))
+				 : h.pages;
 	r->ever_pages += h.new_ever;
-	ww_site_written(r->site, h.pages, h.new_ever);
-	c->pages += h.pages;
-	/* Pages harvested earlier (before a discard) and not yet reported go with the region. */
-	if (r->flags & WW_RF_PENDING)
-		c->pages += ww_ps_count(&ww.table.pending, WW_PAGE(s), WW_PAGE(e - s));
+	ww_site_written(r->site, pages, h.new_ever);
+	c->pages += pages;
 }
 
 /* Before a discard or a move: read the part's writes and re-arm them, keeping them for the
@@ -190,6 +193,7 @@ static struct {
 	struct ww_site *site;
 	char name[64];
 	bool unregistered; /* the pre hook took the old range out of our registration */
+	bool was_new;      /* the region moving has not been reported yet */
 } moving;
 
 void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newlen, int flags)
@@ -214,6 +218,7 @@ void ww_on_mremap_pre(uintptr_t old, size_t oldlen, uintptr_t dest, size_t newle
 	moving.id = (r && r->start == old && r->end == old + oldlen) ? r->id : 0;
 	moving.kind = r ? r->kind : WW_KIND_MMAP;
 	moving.site = r ? r->site : NULL;
+	moving.was_new = r && (r->flags & WW_RF_NEW);
 	if (r)
 		memcpy(moving.name, r->name, sizeof moving.name);
 	else
@@ -291,8 +296,9 @@ void ww_on_mremap_post(uintptr_t old, size_t oldlen, uintptr_t new_addr, size_t 
 	if (!n)
 		return;
 	if (moving.id) {
-		n->id = moving.id; /* the same region, moved */
-		n->flags &= (uint8_t)~WW_RF_NEW;
+		n->id = moving.id; /* the same region, moved: new only if never reported */
+		if (!moving.was_new)
+			n->flags &= (uint8_t)~WW_RF_NEW;
 		ww_site_resized(n->site, (int64_t)newlen - (int64_t)oldlen);
 	} else {
 		ww.table.iv.new_regions++;

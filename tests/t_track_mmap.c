@@ -25,7 +25,7 @@ static void block_after(void *p, size_t pages)
 		tp_die("mmap guard");
 }
 
-static struct tp_window A, B, C, U, Mlo, Mmid, Mhi, R1, N1, R2, N2, S3, T3, F, P, Q;
+static struct tp_window A, B, C, U, Mlo, Mmid, Mhi, R1, N1, R2, N2, S3, T3, F, P, Q, M3;
 
 int main(int argc, char **argv)
 {
@@ -232,5 +232,40 @@ int main(int argc, char **argv)
 	tp_write_some(&P, 0, 64, 40);
 	tp_write_some(&Q, 0, 32, 40);
 	SNAP("mp-joined", &P, &Q);
+
+	/* ---- made, written, grown and moved, written again, all in one interval: reported once
+	 * at the new address, as a new region; then the same again, unmapped before the snapshot:
+	 * each page once in retired_written_bytes (written before and after the move) ---- */
+	for (int round = 0; round < 2; round++) {
+		char *m = tp_map(16, PROT_READ | PROT_WRITE);
+		block_after(m, 16);
+		memset(m, 1, 16 * TP_PAGE);
+		char *moved = mremap(m, 16 * TP_PAGE, 64 * TP_PAGE, MREMAP_MAYMOVE);
+		if (moved == MAP_FAILED)
+			tp_die("mremap grow");
+		if (moved == m) {
+			errno = 0;
+			tp_die("mremap grew in place despite the guard page");
+		}
+		munmap(m + 16 * TP_PAGE, TP_PAGE); /* the guard page */
+		tp_window_init(&M3, "M3", moved, 64);
+		for (size_t i = 0; i < 64; i++)
+			tp_write(&M3, i);
+		if (round == 0) {
+			SNAP("mm-moved", &M3);
+			if (munmap(moved, 64 * TP_PAGE) != 0)
+				tp_die("munmap");
+			tp_window_init(&M3, "M3", moved, 64);
+			SNAP("mm-unmapped-later", &M3);
+		} else {
+			if (munmap(moved, 64 * TP_PAGE) != 0)
+				tp_die("munmap");
+			tp_window_init(&M3, "M3", moved, 64);
+			tp_expect_field("mm-gone", "retired_written_bytes", 64 * TP_PAGE);
+			/* and the guard page, mapped and unmapped in this interval */
+			tp_expect_field("mm-gone", "retired_bytes", 65 * TP_PAGE);
+			SNAP("mm-gone", &M3);
+		}
+	}
 	return 0;
 }

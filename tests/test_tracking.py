@@ -168,6 +168,21 @@ def test_mremap_maymove():
 
 
 @case
+def test_made_moved_and_unmapped_in_one_interval():
+    """Mapped, written, grown and moved by mremap, written again, in one interval: one record
+    at the new address, new:true, every page once; the same unmapped before the snapshot:
+    retired_written_bytes counts each page once (not once before and once after the move)."""
+    check_phases("t_track_mmap", ("mm-",))
+    for seed in SEEDS:
+        out, outdir = tracked("t_track_mmap", seed)
+        win = [e for e in expectations(outdir) if e["label"] == "mm-moved" and "pages" in e][0]
+        seq = out.snapshot("mm-moved")["seq"]
+        regs = [r for r in out.regions.get(seq, []) if r["start"] == win["start"]]
+        assert len(regs) == 1 and regs[0]["new"] is True, \
+            f"seed {seed}: the moved region's first record: {regs and regs[0]}"
+
+
+@case
 def test_mremap_fixed():
     """MREMAP_MAYMOVE|MREMAP_FIXED to a reserved address (honoured), and onto memory written
     in the same interval (its writes retire exactly)."""
