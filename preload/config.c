@@ -173,7 +173,8 @@ size_t ww_config_check_names(char *const *env)
 			continue;
 		size_t n = strcspn(v, "=");
 		/* Not the shim's, yet ours: the exec marker, the launcher's, the test suite's. */
-		static const char *const others[] = {"WRITEWATCH_EXEC_PID", "WRITEWATCH_LIB",
+		static const char *const others[] = {"WRITEWATCH_EXEC_PID", "WRITEWATCH_EXEC_DIR",
+						     "WRITEWATCH_LIB",
 						     "WRITEWATCH_NO_BROWSER_INSTALL"};
 		bool known = false;
 		for (size_t i = 0; !known && i < sizeof others / sizeof others[0]; i++)

@@ -490,6 +490,12 @@ void ww_init(void)
 		after_exec = !strcmp(exec_pid, me);
 		unsetenv("WRITEWATCH_EXEC_PID");
 	}
+	const char *exec_dir = getenv("WRITEWATCH_EXEC_DIR");
+	if (exec_dir) {
+		if (after_exec && strlen(exec_dir) < sizeof ww.start_dir)
+			memcpy(ww.start_dir, exec_dir, strlen(exec_dir) + 1);
+		unsetenv("WRITEWATCH_EXEC_DIR");
+	}
 	ww_lock();
 	start_tracking(after_exec ? "exec" : "start", 0);
 	ww_unlock();
@@ -621,18 +627,19 @@ size_t ww_exec_env_slots(char *const envp[])
 	size_t count = 0;
 	while (envp && envp[count])
 		count++;
-	return count + 2; /* the marker and the terminating NULL */
+	return count + 3; /* the two markers and the terminating NULL */
 }
 
 char **ww_exec_env(char *const envp[], char **env, size_t slots)
 {
-	static char preload[4096], mark[48];
+	static char preload[4096], mark[48], dir[sizeof ww.start_dir + 24];
 	size_t n = 0;
 	bool loads_us = false;
 	if (!ww_ready() || !envp || slots == 0)
 		return (char **)envp;
-	for (size_t i = 0; envp[i] && n + 2 < slots; i++) {
-		if (!strncmp(envp[i], "WRITEWATCH_EXEC_PID=", 20))
+	for (size_t i = 0; envp[i] && n + 3 < slots; i++) {
+		if (!strncmp(envp[i], "WRITEWATCH_EXEC_PID=", 20) ||
+		    !strncmp(envp[i], "WRITEWATCH_EXEC_DIR=", 20))
 			continue;
 		if (!ww.cfg.follow && !strncmp(envp[i], "LD_PRELOAD=", 11)) {
 			memcpy(preload, "LD_PRELOAD=", 11);
@@ -649,6 +656,12 @@ char **ww_exec_env(char *const envp[], char **env, size_t slots)
 	if (ww.cfg.follow && loads_us) {
 		ww_fmt(mark, sizeof mark, "WRITEWATCH_EXEC_PID=%d", (int)ww.pid);
 		env[n++] = mark;
+		/* A relative WRITEWATCH_OUTPUT stays relative to where the tree started, not to
+		 * wherever this process has moved since: one process tree, one directory. */
+		if (ww.start_dir[0]) {
+			ww_fmt(dir, sizeof dir, "WRITEWATCH_EXEC_DIR=%s", ww.start_dir);
+			env[n++] = dir;
+		}
 	}
 	env[n] = NULL;
 	return env;

@@ -464,6 +464,45 @@ static bool overlaps_none(uintptr_t s, uintptr_t e)
 	return ww_rt_overlaps(&ww.table, s, e, count_one, NULL) == 0;
 }
 
+/* When a thread ends, glibc discards most of its stack with its own madvise (unseen by the
+ * hooks) before caching or unmapping it: harvest the stack first, as for a discard, so that the
+ * thread's last writes count. A key's destructor runs after the thread function returns or
+ * pthread_exit unwinds, and before that discard. */
+struct thread_stack {
+	uintptr_t start, end;
+};
+static pthread_key_t stack_key;
+static pthread_once_t stack_key_once = PTHREAD_ONCE_INIT;
+static bool stack_key_ok;
+
+static void harvest_thread_stack(void *v)
+{
+	struct thread_stack ts = *(struct thread_stack *)v;
+	ww_free(v, sizeof ts);
+	if (!ww_enter_hook())
+		return;
+	struct range_ctx c = {ts.start, ts.end, 0};
+	ww_rt_overlaps(&ww.table, c.start, c.end, rearm_region, &c);
+	ww_leave_hook();
+}
+
+static void make_stack_key(void)
+{
+	stack_key_ok = pthread_key_create(&stack_key, harvest_thread_stack) == 0;
+}
+
+static void harvest_at_exit(uintptr_t s, uintptr_t e)
+{
+	pthread_once(&stack_key_once, make_stack_key);
+	struct thread_stack *ts = stack_key_ok ? ww_alloc(sizeof *ts) : NULL;
+	if (!ts)
+		return;
+	ts->start = s;
+	ts->end = e;
+	if (pthread_setspecific(stack_key, ts) != 0)
+		ww_free(ts, sizeof *ts);
+}
+
 static void on_thread_started(struct ww_site *site)
 {
 	pthread_attr_t a;
@@ -488,6 +527,9 @@ static void on_thread_started(struct ww_site *site)
 			new_region(s, e, WW_KIND_THREAD_STACK, PROT_READ | PROT_WRITE, site);
 		}
 		ww_leave_hook();
+		ww_in_shim++; /* the first pthread_setspecific of a key may allocate */
+		harvest_at_exit(s, e);
+		ww_in_shim--;
 	}
 	errno = saved;
 }

@@ -67,11 +67,16 @@ int ww_out_open(struct ww_out *o, const char *tmpl, const char *dir, pid_t pid, 
 		o->failed = true;
 		return -ENAMETOOLONG;
 	}
-	/* A template naming a directory means "in there", with the default name. */
+	/* A template naming a directory (or ending in '/') means "in there", with the default
+	 * name; a missing directory then says ENOENT for that file, not EISDIR. */
 	struct stat st;
-	if (ww_sys(SYS_newfstatat, AT_FDCWD, (long)base, (long)&st, 0, 0, 0) == 0 &&
-	    S_ISDIR(st.st_mode)) {
+	size_t blen = strlen(base);
+	bool slash = blen > 0 && base[blen - 1] == '/';
+	if (slash || (ww_sys(SYS_newfstatat, AT_FDCWD, (long)base, (long)&st, 0, 0, 0) == 0 &&
+		      S_ISDIR(st.st_mode))) {
 		char dir_path[sizeof base];
+		while (blen > 1 && base[blen - 1] == '/')
+			base[--blen] = 0;
 		ww_fmt(dir_path, sizeof dir_path, "%s", base);
 		ww_fmt(base, sizeof base, "%s/writewatch.%s.%d.jsonl", dir_path, name, (int)pid);
 	}

@@ -133,6 +133,7 @@ static void *stack_thread(void *arg)
 	tp_read_some(&Tstack, 0, n, 50);
 	pthread_barrier_wait(&bar); /* main: snapshot 2 */
 	pthread_barrier_wait(&bar);
+	tp_write_some(&Tstack, 0, n, 25); /* and the thread ends: glibc discards its stack */
 	tp_sink += buf[0];
 	return NULL;
 }
@@ -150,6 +151,7 @@ static void test_thread_stack(void)
 	SNAP("tstack-2", &Tstack);
 	pthread_barrier_wait(&bar);
 	pthread_join(t, NULL);
+	SNAP("tstack-ended", &Tstack);
 }
 
 /* ---- the brk heap, grown by sbrk directly ---- */

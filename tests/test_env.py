@@ -394,6 +394,35 @@ def test_env_i_child_untracked_and_quiet():
 
 
 @case
+def test_exec_after_cd_keeps_the_output_directory():
+    """A relative WRITEWATCH_OUTPUT is relative to where the tree started: a shell that cd's
+    elsewhere and execs leaves both files (start, exec) in its start directory."""
+    other = W.tmpdir()
+    t, outdir = E.run_tracked(["sh", "-c", f"cd {other} && exec /bin/true"],
+                              {"WRITEWATCH_OUTPUT": "ww.%e.%p.jsonl"})
+    assert t.returncode == 0, t.stderr
+    E.no_ww_lines(t)
+    assert os.listdir(other) == [], f"files beside the exec'd image: {os.listdir(other)}"
+    causes = sorted(W.Output(f).header["cause"] for f in W.outputs(outdir))
+    assert causes == ["exec", "start"], causes
+
+
+@case
+def test_output_template_ending_in_slash():
+    """WRITEWATCH_OUTPUT=DIR/ with DIR missing: one line naming the file it would have made
+    inside DIR, and ENOENT (not EISDIR); with DIR present, the default name inside."""
+    d = W.tmpdir()
+    t, _ = E.run_tracked(["/bin/true"], {"WRITEWATCH_OUTPUT": os.path.join(d, "missing") + "/"})
+    line = E.one_ww_line(t)
+    assert "ENOENT" in line and "/missing/writewatch.true." in line, line
+    os.mkdir(os.path.join(d, "there"))
+    t, _ = E.run_tracked(["/bin/true"], {"WRITEWATCH_OUTPUT": os.path.join(d, "there") + "//"})
+    E.no_ww_lines(t)
+    files = os.listdir(os.path.join(d, "there"))
+    assert len(files) == 1 and files[0].startswith("writewatch.true."), files
+
+
+@case
 def test_failed_exec_keeps_tracking():
     cmd = [PROG, "map", "a", "8", "w", "a", "1", "execve", "/nonexistent/prog", ";",
            "exec", "no-such-command-ww", ";", "w", "a", "2", "snap", "after"]

@@ -432,6 +432,19 @@ def bad_input_is_reported_not_fatal():
 
 
 @case
+def html_never_written_over_an_input():
+    """--html naming one of the input files: a usage error, the input untouched."""
+    tmp = tempfile.mkdtemp(prefix="ww-html-")
+    path = os.path.join(tmp, "in.jsonl")
+    write_jsonl(path, [header(), snapshot(1, 0)])
+    before = open(path, "rb").read()
+    for out in (path, os.path.join(tmp, ".", "in.jsonl")):
+        p = run_report([path, "--html", out])
+        assert p.returncode == 2 and "one of the inputs" in p.stderr, (p.returncode, p.stderr)
+    assert open(path, "rb").read() == before, "the input was changed"
+
+
+@case
 def text_json_and_page_agree():
     """The text report's totals, --json and the page's figures are the same numbers."""
     tmp = tmpdir()

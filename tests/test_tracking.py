@@ -223,7 +223,8 @@ def test_glibc_large_malloc_and_realloc_by_discovery():
 
 @case
 def test_thread_stack():
-    """A local array on a live thread's stack, snapshots taken by the main thread."""
+    """A local array on a live thread's stack, snapshots taken by the main thread; then the
+    thread writes and ends, and glibc discards its stack: the last writes still count."""
     check_phases("t_track_found", ("tstack-",), kind="thread_stack")
 
 
