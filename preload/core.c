@@ -515,15 +515,22 @@ __attribute__((constructor)) static void ww_constructor(void)
 	ww_init();
 }
 
-__attribute__((destructor)) static void ww_destructor(void)
+void ww_exit_snapshot(void)
 {
-	if (!ww_ready() || ww_sys_getpid() != ww.pid)
+	/* Not in a vfork child (it shares our memory), not from a signal handler that
+	 * interrupted the shim on this thread (it holds the lock). */
+	if (!ww_ready() || ww_in_shim || ww_sys_getpid() != ww.pid)
 		return;
 	int saved = errno;
 	ww_in_shim++;
 	take_snapshot(WW_TRIG_EXIT, NULL);
 	ww_in_shim--;
 	errno = saved;
+}
+
+__attribute__((destructor)) static void ww_destructor(void)
+{
+	ww_exit_snapshot();
 }
 
 /* The program closed or replaced our descriptors: open new ones. Lost registrations are then

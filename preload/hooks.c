@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define WW_EXPORT __attribute__((visibility("default")))
@@ -258,4 +259,22 @@ WW_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 		program_claims(sig, &sa);
 	}
 	return ww_real.signal(sig, handler);
+}
+
+/* ---- _exit: programs that leave without exit() (dash, fork children) get their exit
+ * snapshot too; exit() itself reaches the kernel through glibc's internal _exit, after our
+ * destructor took it. ---- */
+
+WW_EXPORT _Noreturn void _exit(int status)
+{
+	ww_exit_snapshot();
+	for (;;) { /* what glibc's _exit does */
+		ww_sys(SYS_exit_group, status, 0, 0, 0, 0, 0);
+		ww_sys(SYS_exit, status, 0, 0, 0, 0, 0);
+	}
+}
+
+WW_EXPORT _Noreturn void _Exit(int status)
+{
+	_exit(status);
 }

@@ -437,6 +437,8 @@ extern uint64_t ww_unseen_calls;
 /* Per-thread re-entrancy guard: hooks that find it set pass straight to the real call. */
 extern __thread int ww_in_shim __attribute__((tls_model("initial-exec")));
 
+/* The exit snapshot, once (exit's destructors, or _exit). */
+void ww_exit_snapshot(void);
 /* Take one snapshot now (caller holds the lock). label may be NULL. Returns 0 or -errno. */
 int ww_snapshot_locked(enum ww_trigger trig, const char *label);
 /* Reconcile the table with /proc/self/maps (caller holds the lock). */

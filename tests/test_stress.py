@@ -180,8 +180,11 @@ def check_union(out, expect_path, label0, label1):
     label1 are exactly the recorded ones. Each page was stored to once; a store whose fault
     races a scan is reported twice (the fault lifts the write protection, the scan reports the
     page and protects it again before the store is retried, the retry faults once more: seen
-    only for stores that took 90 us or more, a thread preempted inside its fault). More than
-    twice, or on more than 2% of the pages, is a failure. Returns (pages, pages twice)."""
+    only for stores that took 90 us or more, a thread preempted inside its fault, or one whose
+    retry waited for the program's own signal handlers; such a store is reported once per scan
+    it raced, three times seen once in a loaded run with SIGALRM every 100 us). Pages reported
+    more than once on more than 2% of the pages is a failure. Returns (pages, pages reported
+    more than once)."""
     with open(expect_path) as f:
         lines = [json.loads(l) for l in f if l.strip()]
     lines = [e for e in lines if e["label"] == label1]
@@ -200,12 +203,10 @@ def check_union(out, expect_path, label0, label1):
         assert not missing and not extra, (
             f"{where}: {len(missing)} missing {[p - base for p in missing][:10]}, {len(extra)} "
             f"extra {[p - base for p in extra][:10]} (seq {s0 + 1}..{s1})")
-        many = sorted(p for p in got if counts[p] > 2)
-        assert not many, (f"{where}: pages {[p - base for p in many][:10]} reported "
-                          f"{counts[many[0]]} times, stored to once")
-        doubles += sum(1 for p in got if counts[p] == 2)
+        doubles += sum(1 for p in got if counts[p] >= 2)
         checked += len(want)
-    assert doubles <= max(2, checked // 50), f"{doubles} of {checked} pages reported twice"
+    assert doubles <= max(2, checked // 50), \
+        f"{doubles} of {checked} pages reported more than once"
     return checked, doubles
 
 
@@ -236,7 +237,7 @@ def summary(name, figs, out, tr, pages, extra=""):
           f"), {len(out.snapshots)} snapshots (interval {tr['interval']}, signal {tr['signal']}, "
           f"api {tr['api']}); signals sent {figs['signals_sent']} + {figs['py_signals']}; "
           f"final check {pages[0]} pages in {figs['windows']} windows exact ({pages[1]} reported "
-          f"twice: a store racing a scan){extra}", flush=True)
+          f"more than once: a store racing a scan){extra}", flush=True)
 
 
 @case
