@@ -225,7 +225,8 @@ void ww_config_parse(struct ww_config *cfg, const char *(*get)(const char *name)
 				ww_warn("%s=%s is not auto or discovery; using %s", o->name, v,
 					o->def_text);
 			else if (o->type == WW_OPT_BOOL)
-				ww_warn("%s=%s is not 0 or 1; using %s", o->name, v, o->def_text);
+				ww_warn("%s=%s is not 1/0, yes/no, true/false or on/off; using %s",
+					o->name, v, o->def_text);
 			else
 				ww_warn("%s is empty or longer than %ld bytes; using %s", o->name,
 					(long)sizeof cfg->output - 1, o->def_text);
