@@ -13,7 +13,8 @@ WW_LDFLAGS := -shared -Wl,-z,defs -Wl,--version-script=preload/writewatch.map \
 
 CORE_SRC := preload/sys.c preload/alloc.c preload/config.c preload/pageset.c \
 	preload/regions.c preload/maps.c preload/kern.c preload/json.c preload/output.c \
-	preload/snapshot.c preload/events.c preload/sites.c preload/stack.c preload/modules.c \
+	preload/snapshot.c preload/events.c preload/sites.c preload/stack.c preload/unwind.c \
+	preload/modules.c \
 	preload/mallocs.c preload/core.c preload/real.c
 LIB_SRC := $(CORE_SRC) preload/hooks.c preload/hooks_alloc.c
 HDRS := $(wildcard preload/*.h include/*.h)
@@ -27,7 +28,7 @@ UNIT_SRC := $(wildcard tests/unit_*.c)
 UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # The unit tests link the core directly (no LD_PRELOAD, no hooks).
 UNIT_CORE := preload/sys.c preload/alloc.c preload/config.c preload/pageset.c \
-	preload/regions.c preload/maps.c preload/json.c preload/sites.c
+	preload/regions.c preload/maps.c preload/json.c preload/sites.c preload/unwind.c
 
 .PHONY: all deps demo test bench install clean fuzz fuzz-build stress check-sanitize lint
 
@@ -51,7 +52,7 @@ $(BUILD)/tests/libearly.so: tests/t_env_early.c
 
 $(BUILD)/tests/unit_%: tests/unit_%.c $(UNIT_CORE) $(HDRS)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(filter-out -fvisibility=hidden,$(WW_CFLAGS)) -Itests $< $(UNIT_CORE) -o $@ -lpthread
+	$(CC) $(filter-out -fvisibility=hidden,$(WW_CFLAGS)) -Itests $< $(UNIT_CORE) -o $@ -lpthread -lgcc_s
 
 demo: $(LIB)
 	@scripts/demo.sh
@@ -89,7 +90,7 @@ FUZZ_BINS := $(BUILD)/fuzz/fuzz_maps $(BUILD)/fuzz/fuzz_config
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz_%.c $(UNIT_CORE) $(HDRS)
 	@mkdir -p $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(UNIT_CORE) -o $@ -lpthread
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(UNIT_CORE) -o $@ -lpthread -lgcc_s
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -154,7 +155,7 @@ $(BUILD)/tsan/libwritewatch.so: $(TSAN_OBJS) preload/writewatch.map
 $(BUILD)/asan/tests/unit_%: tests/unit_%.c $(UNIT_CORE) $(HDRS)
 	@mkdir -p $(BUILD)/asan/tests
 	$(CC) $(filter-out -fvisibility=hidden,$(WW_CFLAGS)) $(SAN_CFLAGS) $(ASAN_FLAGS) -Itests $< \
-		$(UNIT_CORE) -o $@ -lpthread
+		$(UNIT_CORE) -o $@ -lpthread -lgcc_s
 
 check-sanitize: all $(BUILD)/asan/libwritewatch.so $(BUILD)/ubsan/libwritewatch.so \
 		$(BUILD)/tsan/libwritewatch.so $(ASAN_UNIT_BINS)

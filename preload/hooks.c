@@ -5,6 +5,7 @@
 #include "ww.h"
 #include "ww_uapi.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -277,4 +278,26 @@ WW_EXPORT _Noreturn void _exit(int status)
 WW_EXPORT _Noreturn void _Exit(int status)
 {
 	_exit(status);
+}
+
+/* ---- dlclose: the unwinder's cached rules describe code by address; code unloaded may be
+ * replaced by other code at the same address. ---- */
+
+WW_EXPORT int dlclose(void *handle)
+{
+	static int (*next)(void *);
+	if (!next) {
+		ww_in_shim++;
+		next = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+		ww_in_shim--;
+		if (!next) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	int rc = next(handle);
+	int saved = errno;
+	ww_unwind_flush();
+	errno = saved;
+	return rc;
 }

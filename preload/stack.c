@@ -53,15 +53,18 @@ static _Unwind_Reason_Code on_frame(struct _Unwind_Context *ctx, void *arg)
 	return w->n < w->max ? _URC_NO_REASON : _URC_END_OF_STACK;
 }
 
-int ww_stack_capture(uintptr_t *out, int max)
+__attribute__((noinline)) int ww_stack_capture(uintptr_t *out, int max)
 {
 	struct walk w = {out, max, 0};
 	if (max <= 0)
 		return 0;
-	/* The name may resolve to libunwind's version (perf, many C++ programs), which maps
-	 * memory under its own lock: its mmap must pass through, not capture a stack again. */
+	/* The names may resolve to libunwind's versions (perf, many C++ programs), which map
+	 * memory under their own lock: their mmap must pass through, not capture a stack again. */
 	ww_in_shim++;
-	_Unwind_Backtrace(on_frame, &w);
+	int n = ww_unwind_fast(out, max, (uintptr_t)__builtin_return_address(0),
+			       (uintptr_t)__builtin_dwarf_cfa(), own_lo, own_hi);
+	if (n < 0) /* a frame the fast walk does not take: libgcc's, from the start */
+		_Unwind_Backtrace(on_frame, &w);
 	ww_in_shim--;
-	return w.n;
+	return n < 0 ? w.n : n;
 }

@@ -210,6 +210,12 @@ void ww_sites_fork_child(void);
 
 /* ---- stack.c / modules.c: raw stacks and the module table for offline symbolization ---- */
 
+/* unwind.c: walk from return address ra with the caller's stack pointer sp, leading frames in
+ * [own_lo, own_hi) left out; -1 if a frame needs libgcc's unwinder. ww_unwind_flush forgets
+ * every cached rule (code unloaded). */
+int ww_unwind_fast(uintptr_t *out, int max, uintptr_t ra, uintptr_t sp, uintptr_t own_lo,
+		   uintptr_t own_hi);
+void ww_unwind_flush(void);
 /* Up to max return addresses of the caller's stack, the shim's own frames left out. */
 int ww_stack_capture(uintptr_t *out, int max);
 /* The shim's own text, learnt once, so captures can skip it. */
