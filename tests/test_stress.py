@@ -158,7 +158,8 @@ def check_records(out, allow_lost=False):
         assert snap["untracked_bytes"] == 0, f"seq {seq}: untracked bytes"
         spans = sorted((int(r["start"], 16), int(r["end"], 16), r["id"]) for r in regs)
         for (s1, e1, i1), (s2, e2, i2) in zip(spans, spans[1:]):
-            assert e1 <= s2, f"seq {seq}: regions {i1} and {i2} overlap"
+            assert e1 <= s2, (f"{out.path}: seq {seq}: regions {i1} ({s1:x}-{e1:x}) and {i2} "
+                              f"({s2:x}-{e2:x}) overlap")
         for r in regs:
             assert not r.get("lost") or allow_lost is True or unseen or \
                 r["kind"] in (allow_lost or ()), \

@@ -123,6 +123,14 @@ static void pass_or_fail(const char *name, bool ok)
 	}
 }
 
+/* AddressSanitizer gives functions with arrays frame-pointer-based frames (its redzones):
+ * there the fast walk rightly hands those over, and only the exactness checks apply. */
+#ifdef __SANITIZE_ADDRESS__
+#define PLAIN_FRAMES 0
+#else
+#define PLAIN_FRAMES 1
+#endif
+
 int main(void)
 {
 	int before = failures;
@@ -131,14 +139,16 @@ int main(void)
 			for (int max = 1; max <= MAXF; max *= 4)
 				if (level_a(d, max) < 0)
 					handed_over += 1000; /* plain C code must not hand over */
-	pass_or_fail("unit_unwind_plain_c_exact", failures == before && handed_over == 0);
+	pass_or_fail("unit_unwind_plain_c_exact",
+		     failures == before && (handed_over == 0 || !PLAIN_FRAMES));
 
 	before = failures;
 	int fresh = answered;
 	ww_unwind_flush();
 	for (int d = 0; d < 5; d++)
 		level_a(d, MAXF);
-	pass_or_fail("unit_unwind_after_flush", failures == before && answered > fresh);
+	pass_or_fail("unit_unwind_after_flush",
+		     failures == before && (answered > fresh || !PLAIN_FRAMES));
 
 	before = failures;
 	int ho = handed_over;
