@@ -13,8 +13,11 @@
 #include <dlfcn.h>
 #include <string.h>
 
+/* libgcc's layout (unwind-dw2-fde.h); only func is read here. */
 struct dwarf_eh_bases {
-	void *tbase, *dbase, *func;
+	void *tbase; // cppcheck-suppress unusedStructMember
+	void *dbase; // cppcheck-suppress unusedStructMember
+	void *func;
 };
 extern const void *_Unwind_Find_FDE(void *pc, struct dwarf_eh_bases *bases);
 
