@@ -429,7 +429,6 @@ static void fork_child(void)
 		ww_ps_free(&ww.table.ever);
 		ww_ps_free(&ww.table.pending);
 		ww_ps_free(&ww.table.live);
-		ww_sites_fork_child();
 		ww_modules_fork_child();
 		for (struct ww_region *r = ww.table.regions; r; r = r->hh.next) {
 			r->ever_pages = 0;
@@ -446,6 +445,9 @@ static void fork_child(void)
 						     NULL);
 				r->flags &= (uint8_t)~WW_RF_NEW;
 			}
+			/* After the first reconcile: memory the child never had (MADV_DONTFORK) went
+			 * there, before the child's figures begin. */
+			ww_sites_fork_child();
 			memset(&ww.table.iv, 0, sizeof ww.table.iv);
 			start_writer();
 		}

@@ -159,13 +159,14 @@ void ww_sites_emit(struct ww_buf *b, uint64_t seq)
 
 void ww_sites_fork_child(void)
 {
-	/* The child's file starts afresh: what is live stays, the history is the parent's. */
+	/* The child's file starts afresh: what is live stays, made when the child began (so that
+	 * retired never exceeds made there), the history is the parent's. */
 	for (struct ww_site *s = sites; s; s = s->hh.next) {
 		uint64_t live = s->regions_live, bytes = s->bytes_live;
 		size_t keep = offsetof(struct ww_site, regions_live);
 		memset((char *)s + keep, 0, offsetof(struct ww_site, hh) - keep);
-		s->regions_live = live;
-		s->bytes_live = s->bytes_peak = bytes;
+		s->regions_live = s->regions_made = live;
+		s->bytes_live = s->bytes_peak = s->bytes_made = bytes;
 		s->dirty = live != 0;
 		s->announced = false;
 	}

@@ -143,6 +143,10 @@ def check_records(out, allow_lost=False):
     it over 100 ms, which a loaded machine can make happen). Returns the lost regions counted."""
     allow_lost = True if wwtest.PRELOAD_FIRST else allow_lost
     assert out.header.get("tracking") == "on", f"tracking {out.header.get('tracking')}"
+    for s in (r for r in out.recs if r["type"] == "site"):  # docs/format.md, site
+        assert s["regions_live"] <= s["regions_made"] and s["regions_retired"] <= s["regions_made"] \
+            and s["bytes_live"] <= s["bytes_peak"] <= s["bytes_made"], \
+            f"{out.path}: seq {s['seq']} site {s['id']}: counts inconsistent: {s}"
     ps = out.header["page_size"]
     lost = 0
     unseen = 0
