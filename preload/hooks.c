@@ -283,21 +283,83 @@ WW_EXPORT _Noreturn void _Exit(int status)
 /* ---- dlclose: the unwinder's cached rules describe code by address; code unloaded may be
  * replaced by other code at the same address. ---- */
 
+/* The next definition of name, looked up once into *slot; NULL (errno ENOSYS) if none. */
+static void *next_sym(void **slot, const char *name)
+{
+	void *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (!f) {
+		ww_in_shim++; /* dlsym may allocate */
+		f = dlsym(RTLD_NEXT, name);
+		ww_in_shim--;
+		__atomic_store_n(slot, f, __ATOMIC_RELEASE);
+	}
+	if (!f)
+		errno = ENOSYS;
+	return f;
+}
+
 WW_EXPORT int dlclose(void *handle)
 {
-	static int (*next)(void *);
-	if (!next) {
-		ww_in_shim++;
-		next = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
-		ww_in_shim--;
-		if (!next) {
-			errno = ENOSYS;
-			return -1;
-		}
-	}
+	static void *slot;
+	int (*next)(void *) = (int (*)(void *))next_sym(&slot, "dlclose");
+	if (!next)
+		return -1;
 	int rc = next(handle);
 	int saved = errno;
 	ww_unwind_flush();
 	errno = saved;
+	return rc;
+}
+
+/* ---- sbrk and brk: a program shrinking the heap itself unmaps its top, as munmap would
+ * (glibc's malloc trims through its internal sbrk, unseen: README, Limitations). Growth is
+ * found in the maps at the next snapshot. ---- */
+
+/* The pages the kernel frees when the break goes from *top down to *low: whole pages from the
+ * new break rounded up. False if none. */
+static bool heap_pages(uintptr_t *low, uintptr_t *top)
+{
+	uintptr_t mask = ((uintptr_t)1 << ww_page_shift) - 1;
+	*low = (*low + mask) & ~mask;
+	*top = (*top + mask) & ~mask;
+	return *low < *top;
+}
+
+WW_EXPORT void *sbrk(intptr_t increment)
+{
+	static void *slot;
+	void *(*next)(intptr_t) = (void *(*)(intptr_t))next_sym(&slot, "sbrk");
+	if (!next)
+		return (void *)-1;
+	if (increment >= 0 || !enter())
+		return next(increment);
+	uintptr_t top = (uintptr_t)next(0), low = top + (uintptr_t)increment;
+	bool shrinks = top != (uintptr_t)-1 && low < top && heap_pages(&low, &top);
+	if (shrinks)
+		ww_on_munmap_pre(low, top - low);
+	void *old = next(increment);
+	int saved = errno;
+	if (shrinks && old != (void *)-1)
+		ww_on_munmap_post(low, top - low);
+	leave(saved);
+	return old;
+}
+
+WW_EXPORT int brk(void *addr)
+{
+	static void *slot, *sbrk_slot;
+	int (*next)(void *) = (int (*)(void *))next_sym(&slot, "brk");
+	void *(*next_sbrk)(intptr_t) = (void *(*)(intptr_t))next_sym(&sbrk_slot, "sbrk");
+	if (!next || !next_sbrk)
+		return -1;
+	uintptr_t top = (uintptr_t)next_sbrk(0), low = (uintptr_t)addr;
+	if (top == (uintptr_t)-1 || low >= top || !heap_pages(&low, &top) || !enter())
+		return next(addr);
+	ww_on_munmap_pre(low, top - low);
+	int rc = next(addr);
+	int saved = errno;
+	if (rc == 0)
+		ww_on_munmap_post(low, top - low);
+	leave(saved);
 	return rc;
 }

@@ -176,6 +176,24 @@ static void test_brk(void)
 	tp_write_some(&Heap, 0, 64, 30);
 	tp_read_some(&Heap, 0, 64, 50);
 	SNAP("brk-2", &Heap);
+
+	/* The program shrinks the heap itself: the top 32 pages' writes of this interval retire
+	 * with them, the rest is reported. */
+	tp_write_some(&Heap, 0, 64, 40);
+	size_t gone = 0;
+	for (size_t i = 32; i < 64; i++)
+		gone += Heap.written[i];
+	if (sbrk(-32 * (intptr_t)TP_PAGE) == (void *)-1)
+		tp_die("sbrk shrink");
+	unsigned char kept[32];
+	memcpy(kept, Heap.written, sizeof kept);
+	tp_window_init(&Heap, "brk", h, 32); /* the 32 pages left, their writes kept */
+	for (size_t i = 0; i < 32; i++)
+		if (kept[i])
+			tp_mark(&Heap, i);
+	tp_expect_field("brk-shrunk", "retired_written_bytes", gone * TP_PAGE);
+	tp_expect_field("brk-shrunk", "retired_bytes", 32 * TP_PAGE);
+	SNAP("brk-shrunk", &Heap);
 }
 
 /* ---- memory mapped by a raw system call ---- */

@@ -7,7 +7,7 @@ import subprocess
 
 from wwtest import BUILD, LIB, ROOT, Skip, case, finish, run, tmpdir
 
-EXPECTED = sorted("""mmap mmap64 munmap mremap madvise ioctl _exit _Exit dlclose execve execv execvp execvpe
+EXPECTED = sorted("""mmap mmap64 munmap mremap madvise ioctl _exit _Exit dlclose sbrk brk execve execv execvp execvpe
 execl execle execlp fexecve execveat sigaction signal writewatch_snapshot malloc free calloc realloc
 memalign posix_memalign aligned_alloc valloc pvalloc mallopt pthread_create""".split())
 
