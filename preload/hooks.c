@@ -239,10 +239,11 @@ static void program_claims(int sig, const struct sigaction *act)
 	    ww_sys_getpid() != ww.pid)
 		return;
 	char name[16];
+	bool ignores = !(act->sa_flags & SA_SIGINFO) && act->sa_handler == SIG_IGN;
 	ww_warn_once(warned_signal,
-		     "the program installs its own handler for SIG%s; it keeps it, and "
-		     "`writewatch dump` no longer triggers snapshots (set WRITEWATCH_SIGNAL to "
-		     "another signal)",
+		     "the program %s SIG%s; it keeps it, and `writewatch dump` no longer triggers "
+		     "snapshots (set WRITEWATCH_SIGNAL to another signal)",
+		     ignores ? "ignores" : "installs its own handler for",
 		     ww_signal_name(sig, name, sizeof name));
 }
 

@@ -112,15 +112,17 @@ static void collect(void *ctx, struct ww_region *r)
 		c->more = true;
 }
 
-/* [s,e) goes from the middle of r: r keeps the lower part, a new region the upper, one more
- * region of r's site (made by the split, retired when it goes). */
+/* [s,e) goes from the middle of r: r keeps the lower part, a new region the upper (a new id,
+ * so new:true in its first record and counted in new_regions), one more region of r's site
+ * (made by the split, retired when it goes). */
 static void cut_middle(struct ww_table *t, struct ww_region *r, uintptr_t s, uintptr_t e)
 {
 	uintptr_t old_end = r->end;
 	r->end = s;
 	struct ww_region *u = ww_rt_add(t, e, old_end, r->kind, r->prot, r->name, r->site);
 	if (u) {
-		u->flags = r->flags;
+		u->flags = r->flags | WW_RF_NEW;
+		t->iv.new_regions++;
 		ww_site_region_split(r->site);
 	}
 	ww_rt_recount(t, r);

@@ -86,6 +86,7 @@ int main(int argc, char **argv)
 	tp_expect_field("un-after", "retired_written_bytes", mid_written * TP_PAGE);
 	tp_expect_field("un-after", "retired_bytes", 30 * TP_PAGE);
 	tp_expect_field("un-after", "retired_regions", 1);
+	tp_expect_field("un-after", "new_regions", 1); /* the high third: a region of its own */
 	SNAP("un-after", &Mlo, &Mmid, &Mhi);
 
 	tp_write_some(&Mlo, 0, 30, 40);

@@ -92,6 +92,21 @@ def test_signal_usr2_via_dump():
 
 
 @case
+def test_dump_refuses_a_blocked_signal():
+    """A single-threaded program that blocks the trigger signal (our writer thread blocks every
+    signal): dump says so and sends nothing; the program's run is unchanged."""
+    outdir = W.tmpdir()
+    it = E.Interactive([PROG, "block", "USR2", "ready"], E.env_for(outdir), outdir)
+    it.wait_ready()
+    d = W.run([sys.executable, W.LAUNCHER, "dump", str(it.p.pid)], env=E.plain_env(), timeout=20)
+    p = it.release()
+    assert d.returncode == 1 and "blocks SIGUSR2 in every thread" in d.stderr.decode(), d.stderr
+    assert p.returncode == 0, p.stderr
+    triggers = [s["trigger"] for s in E.check_consistent(W.one_output(outdir)).snapshots]
+    assert triggers == ["exit"], triggers
+
+
+@case
 def test_signal_usr1():
     signal_run({"WRITEWATCH_SIGNAL": "USR1"}, lambda pid: os.kill(pid, signal.SIGUSR1), "USR1")
 

@@ -155,8 +155,16 @@ def test_mmap_random_writes():
 @case
 def test_partial_munmap():
     """The middle third unmapped, the rest written: nothing reported in the third; its writes
-    of the interval are exactly retired_written_bytes (retired_bytes, retired_regions exact)."""
+    of the interval are exactly retired_written_bytes (retired_bytes, retired_regions exact);
+    the high third is a new region (new_regions 1, new:true in its first record)."""
     check_phases("t_track_mmap", ("un-",))
+    for seed in SEEDS:
+        out, outdir = tracked("t_track_mmap", seed)
+        hi = [e for e in expectations(outdir) if e["label"] == "un-after" and
+              e.get("window") == "M-high"][0]
+        regs = [r for r in out.regions.get(out.snapshot("un-after")["seq"], [])
+                if r["start"] == hi["start"]]
+        assert len(regs) == 1 and regs[0]["new"] is True, f"seed {seed}: high third {regs}"
 
 
 @case
