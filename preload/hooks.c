@@ -301,7 +301,7 @@ static void *next_sym(void **slot, const char *name)
 
 WW_EXPORT int dlclose(void *handle)
 {
-	static void *slot;
+	static void *slot; // cppcheck-suppress unassignedVariable ; set by next_sym
 	int (*next)(void *) = (int (*)(void *))next_sym(&slot, "dlclose");
 	if (!next)
 		return -1;
@@ -328,7 +328,7 @@ static bool heap_pages(uintptr_t *low, uintptr_t *top)
 
 WW_EXPORT void *sbrk(intptr_t increment)
 {
-	static void *slot;
+	static void *slot; // cppcheck-suppress unassignedVariable ; set by next_sym
 	void *(*next)(intptr_t) = (void *(*)(intptr_t))next_sym(&slot, "sbrk");
 	if (!next)
 		return (void *)-1;
@@ -348,7 +348,7 @@ WW_EXPORT void *sbrk(intptr_t increment)
 
 WW_EXPORT int brk(void *addr)
 {
-	static void *slot, *sbrk_slot;
+	static void *slot, *sbrk_slot; // cppcheck-suppress unassignedVariable ; set by next_sym
 	int (*next)(void *) = (int (*)(void *))next_sym(&slot, "brk");
 	void *(*next_sbrk)(intptr_t) = (void *(*)(intptr_t))next_sym(&sbrk_slot, "sbrk");
 	if (!next || !next_sbrk)
