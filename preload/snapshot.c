@@ -30,6 +30,18 @@ static struct vma_list vmas; /* reused between snapshots; lock held */
 
 static bool vma_push(struct vma_list *l, const struct ww_vma *v)
 {
+	/* /proc/self/maps is read in several chunks, each resuming at the end of the last line
+	 * shown: a mapping that changed in between (grown, merged) is shown again, overlapping the
+	 * lines before it (seen under the stress test: a region made twice at one address). The
+	 * later line is the fresher: the older ones give way. */
+	while (l->n > 0 && l->v[l->n - 1].end > v->start) {
+		struct ww_vma *last = &l->v[l->n - 1];
+		if (last->start < v->start) {
+			last->end = v->start;
+			break;
+		}
+		l->n--;
+	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 256;
 		struct ww_vma *nv = ww_alloc(cap * sizeof *nv);
