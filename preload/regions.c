@@ -200,31 +200,6 @@ void ww_rt_sort(struct ww_table *t)
 	t->sorted = true;
 }
 
-bool ww_rt_gaps(struct ww_table *t, uintptr_t start, uintptr_t end, ww_gap_fn fn, void *ctx)
-{
-	struct cut_ctx c = {.n = 0, .more = false};
-	ww_rt_overlaps(t, start, end, collect, &c);
-	if (c.more)
-		return false;
-	for (size_t i = 1; i < c.n; i++) { /* insertion sort: a handful of regions at most */
-		struct ww_region *r = c.hit[i];
-		size_t j = i;
-		for (; j > 0 && c.hit[j - 1]->start > r->start; j--)
-			c.hit[j] = c.hit[j - 1];
-		c.hit[j] = r;
-	}
-	uintptr_t at = start;
-	for (size_t i = 0; i < c.n; i++) {
-		if (c.hit[i]->start > at)
-			fn(ctx, at, c.hit[i]->start);
-		if (c.hit[i]->end > at)
-			at = c.hit[i]->end;
-	}
-	if (at < end)
-		fn(ctx, at, end);
-	return true;
-}
-
 void ww_rt_recount(struct ww_table *t, struct ww_region *r)
 {
 	r->ever_pages = ww_ps_count(&t->ever, WW_PAGE(r->start), WW_PAGE(r->end - r->start));

@@ -326,10 +326,6 @@ uint64_t ww_rt_cut(struct ww_table *t, uintptr_t start, uintptr_t end, bool reti
 uint64_t ww_rt_forget(struct ww_table *t, struct ww_region *r, uintptr_t start, uintptr_t end);
 /* Sort the table by start (for walks in address order); cheap when already sorted. */
 void ww_rt_sort(struct ww_table *t);
-/* Call fn(ctx, gap_start, gap_end) for each part of [start,end) no region covers, in order.
- * Returns false (calling nothing) if too many regions overlap to answer cheaply. */
-typedef void (*ww_gap_fn)(void *ctx, uintptr_t start, uintptr_t end);
-bool ww_rt_gaps(struct ww_table *t, uintptr_t start, uintptr_t end, ww_gap_fn fn, void *ctx);
 /* Recount r->ever_pages from the pageset (after a split or move). */
 void ww_rt_recount(struct ww_table *t, struct ww_region *r);
 void ww_rt_clear(struct ww_table *t);

@@ -1,5 +1,5 @@
 /* Unit tests of the shim's core, linked directly (no LD_PRELOAD): the configuration parser, the
- * page sets, the region table (splits, cuts, gaps, moves), the JSON writer and the maps parser,
+ * page sets, the region table (splits, cuts, moves), the JSON writer and the maps parser,
  * including allocation failures injected through the shim's allocator. */
 #define _GNU_SOURCE
 #include "ww.h"
@@ -279,33 +279,6 @@ static void t_table_cut_edges_and_many(void)
 	reset_table();
 }
 
-struct gaps {
-	uintptr_t v[16][2];
-	int n;
-};
-
-static void on_gap(void *ctx, uintptr_t s, uintptr_t e)
-{
-	struct gaps *g = ctx;
-	g->v[g->n][0] = s;
-	g->v[g->n][1] = e;
-	g->n++;
-}
-
-static void t_table_gaps(void)
-{
-	reset_table();
-	ww_rt_add(&tbl, 20 * P, 30 * P, WW_KIND_MMAP, 3, "", NULL);
-	ww_rt_add(&tbl, 40 * P, 50 * P, WW_KIND_MMAP, 3, "", NULL);
-	struct gaps g = {.n = 0};
-	CHECK(ww_rt_gaps(&tbl, 10 * P, 60 * P, on_gap, &g));
-	CHECK(g.n == 3 && g.v[0][0] == 10 * P && g.v[0][1] == 20 * P && g.v[1][0] == 30 * P &&
-	      g.v[1][1] == 40 * P && g.v[2][0] == 50 * P && g.v[2][1] == 60 * P);
-	g.n = 0;
-	CHECK(ww_rt_gaps(&tbl, 22 * P, 28 * P, on_gap, &g) && g.n == 0);
-	reset_table();
-}
-
 static void t_table_sort(void)
 {
 	reset_table();
@@ -431,7 +404,6 @@ int main(void)
 	run("unit_table_cut_middle_splits", t_table_cut_middle_splits);
 	run("unit_table_cut_edges_and_many", t_table_cut_edges_and_many);
 	run("unit_table_forget", t_table_forget);
-	run("unit_table_gaps", t_table_gaps);
 	run("unit_table_sort", t_table_sort);
 	run("unit_table_oom", t_table_oom);
 	run("unit_json", t_json);
