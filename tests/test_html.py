@@ -6,8 +6,6 @@
 # heatmap and the figures the test computes itself from the JSONL, a non-blank screenshot.
 import glob
 import html.parser
-import importlib.machinery
-import importlib.util
 import json
 import os
 import re
@@ -21,7 +19,8 @@ import zlib
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wwtest import BUILD, LIB, LAUNCHER, ROOT, Skip, case, finish, tmpdir, tracked_env  # noqa: E402
+from wwtest import (BUILD, LIB, LAUNCHER, ROOT, Skip, case, finish, load_launcher, tmpdir,  # noqa: E402
+                    tracked_env)
 
 PAGE = 4096
 MIB = 1024 * 1024
@@ -29,16 +28,9 @@ BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def load_module():
-    """scripts/writewatch imported as a module (its name has no .py)."""
-    loader = importlib.machinery.SourceFileLoader("writewatch_report", LAUNCHER)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
-WW = load_module()
+WW = load_launcher("writewatch_report")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 # Self-contained test of scripts/writewatch: report figures on hand-made JSONL files, launcher and dump.
 # Plain python3, no pytest: prints "PASS test_report" and exits 0, or "FAIL test_report: reason", exit 1.
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -17,7 +15,10 @@ import time
 sys.dont_write_bytecode = True  # importing scripts/writewatch must not leave a __pycache__ behind
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "..", "scripts", "writewatch")
+sys.path.insert(0, HERE)
+import wwtest  # noqa: E402
+
+SCRIPT = wwtest.LAUNCHER
 PAGE = 4096
 
 
@@ -43,15 +44,6 @@ def run(args, env=None, script=SCRIPT, **kwargs):
     """Run the script with args; returns the CompletedProcess (text output)."""
     return subprocess.run([sys.executable, script] + args, env=env or clean_env(),
                           capture_output=True, text=True, timeout=60, **kwargs)
-
-
-def load_module():
-    """Import scripts/writewatch (no .py suffix) as a module for its helpers."""
-    loader = importlib.machinery.SourceFileLoader("writewatch_cli", SCRIPT)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 def skip(part, reason):
@@ -541,7 +533,7 @@ def test_dump_invalid_signal(tmp, library):
 
 
 def main():
-    module = load_module()
+    module = wwtest.load_launcher("writewatch_cli")
     with tempfile.TemporaryDirectory(prefix="writewatch-test-") as tmp:
         test_report_clean(tmp)
         test_report_damaged(tmp)

@@ -6,8 +6,6 @@
 # output's own site and snapshot records, computed here independently of the report's code.
 # Also, on hand-made files: the views survive the report's bounded site table, and a site known
 # only from region records still gets its working set.
-import importlib.machinery
-import importlib.util
 import json
 import os
 import re
@@ -17,7 +15,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wwtest import (LAUNCHER, LIB, PAGE, TESTS, Skip, case, finish, one_output,  # noqa: E402
+from wwtest import (LAUNCHER, LIB, PAGE, TESTS, Skip, case, finish, load_launcher, one_output,  # noqa: E402
                     run_tracked, tmpdir)
 
 PROG = os.path.join(TESTS, "t_attrib")
@@ -297,16 +295,7 @@ def page_shows_the_same_views():
 
 # ---- hand-made files, in this process
 
-
-def load_module():
-    loader = importlib.machinery.SourceFileLoader("writewatch_report_sites", LAUNCHER)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-WW = load_module()
+WW = load_launcher("writewatch_report_sites")
 
 
 def header():

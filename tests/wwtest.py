@@ -22,6 +22,17 @@ PAGE = 4096
 _results = {"pass": 0, "fail": 0, "skip": 0}
 
 
+def load_launcher(name="writewatch_launcher"):
+    """scripts/writewatch (no .py suffix) imported as a module, for its report helpers."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader(name, LAUNCHER)
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
 def report(name, ok, why=""):
     """Print one PASS/FAIL line; ok=None means SKIP (why says what is missing)."""
     if ok is None:
