@@ -22,21 +22,6 @@
 static const char high_marker[] = "writewatch C02 marker at 6 GiB";
 static const char low_marker[] = "decoy at 2 GiB: the offset was cut to 32 bits";
 
-/* A snapshot that must succeed under the shim; without it (the untracked twin run) the API is
- * absent and the program goes on. */
-static void snap_or_absent(const char *label)
-{
-	if (writewatch_snapshot(label) != 0 && dlsym(RTLD_DEFAULT, "writewatch_snapshot"))
-		tp_die("writewatch_snapshot");
-}
-
-#define CSNAP(label, ...)                                                                          \
-	do {                                                                                       \
-		struct tp_window *ws_[] = {__VA_ARGS__};                                           \
-		tp_expect(label, ws_, sizeof ws_ / sizeof ws_[0]);                                 \
-		snap_or_absent(label);                                                             \
-	} while (0)
-
 static struct tp_window A, F, R, N, Mlo, Mmid, Mhi;
 
 static void fail(const char *what)
@@ -109,17 +94,17 @@ int main(int argc, char **argv)
 	tp_window_init(&F, "F", f, 40);
 	tp_write_some(&A, 0, 64, 40);
 	tp_write_some(&F, 0, 40, 40);
-	CSNAP("lfs-anon", &A, &F);
+	TWIN_SNAP("lfs-anon", &A, &F);
 
 	tp_write_some(&A, 0, 64, 30);
 	tp_write_some(&F, 0, 40, 30);
 	tp_read_some(&A, 0, 64, 50);
-	CSNAP("lfs-anon-again", &A, &F);
+	TWIN_SNAP("lfs-anon-again", &A, &F);
 
 	/* ---- a sparse file mapped at 6 GiB, beside tracked memory ---- */
 	sparse_file();
 	tp_write_some(&A, 0, 64, 20);
-	CSNAP("lfs-file", &A, &F);
+	TWIN_SNAP("lfs-file", &A, &F);
 
 	/* ---- mremap(MAYMOVE|FIXED) to a free address ---- */
 	char *r = tp_map(32, PROT_READ | PROT_WRITE);
@@ -129,7 +114,7 @@ int main(int argc, char **argv)
 	tp_window_init(&R, "R-old", r, 32);
 	tp_window_init(&N, "R-new", dest, 64);
 	tp_write_some(&R, 0, 32, 50);
-	CSNAP("lfs-mr-before", &R, &N);
+	TWIN_SNAP("lfs-mr-before", &R, &N);
 
 	tp_write_some(&R, 0, 32, 50);
 	char *n = mremap(r, 32 * TP_PAGE, 64 * TP_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
@@ -144,10 +129,10 @@ int main(int argc, char **argv)
 	tp_write(&N, 40);
 	tp_expect_field("lfs-mr-fixed", "retired_bytes", 0);
 	tp_expect_field("lfs-mr-fixed", "retired_written_bytes", 0);
-	CSNAP("lfs-mr-fixed", &R, &N);
+	TWIN_SNAP("lfs-mr-fixed", &R, &N);
 
 	tp_write_some(&N, 0, 64, 30);
-	CSNAP("lfs-mr-after", &R, &N);
+	TWIN_SNAP("lfs-mr-after", &R, &N);
 	if (munmap(n, 64 * TP_PAGE) != 0)
 		tp_die("munmap moved");
 
@@ -159,7 +144,7 @@ int main(int argc, char **argv)
 	tp_write_some(&Mlo, 0, 30, 50);
 	tp_write_some(&Mmid, 0, 30, 50);
 	tp_write_some(&Mhi, 0, 30, 50);
-	CSNAP("lfs-un-before", &Mlo, &Mmid, &Mhi);
+	TWIN_SNAP("lfs-un-before", &Mlo, &Mmid, &Mhi);
 
 	tp_write_some(&Mmid, 0, 30, 50);
 	size_t mid_written = count_written(&Mmid);
@@ -171,11 +156,11 @@ int main(int argc, char **argv)
 	tp_expect_field("lfs-un-after", "retired_written_bytes", mid_written * TP_PAGE);
 	tp_expect_field("lfs-un-after", "retired_bytes", 30 * TP_PAGE);
 	tp_expect_field("lfs-un-after", "retired_regions", 1);
-	CSNAP("lfs-un-after", &Mlo, &Mmid, &Mhi);
+	TWIN_SNAP("lfs-un-after", &Mlo, &Mmid, &Mhi);
 
 	tp_write_some(&Mlo, 0, 30, 50);
 	tp_write_some(&Mhi, 0, 30, 50);
-	CSNAP("lfs-un-next", &Mlo, &Mmid, &Mhi);
+	TWIN_SNAP("lfs-un-next", &Mlo, &Mmid, &Mhi);
 	printf("done\n");
 	return 0;
 }

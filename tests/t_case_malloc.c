@@ -20,7 +20,6 @@
 #define _GNU_SOURCE
 #include "tprog.h"
 
-#include <dlfcn.h>
 #include <malloc.h>
 #include <stdbool.h>
 
@@ -374,9 +373,7 @@ static void expect(const char *label)
 static void snap(const char *label)
 {
 	expect(label);
-	/* Without the shim (the untracked twin run) the API is absent and the program goes on. */
-	if (writewatch_snapshot(label) != 0 && dlsym(RTLD_DEFAULT, "writewatch_snapshot"))
-		tp_die("writewatch_snapshot");
+	tp_snapshot_or_absent(label);
 }
 
 /* ---- the program: 10,000 allocations, each touched ---- */

@@ -16,7 +16,6 @@
 #define _GNU_SOURCE
 #include "tprog.h"
 
-#include <dlfcn.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -25,21 +24,6 @@
 #define ANON (MAP_PRIVATE | MAP_ANONYMOUS)
 
 static struct tp_window A, B, H, C;
-
-/* A snapshot that must succeed under the shim; without it (the untracked twin run) the API is
- * absent and the program goes on. */
-static void snap_or_absent(const char *label)
-{
-	if (writewatch_snapshot(label) != 0 && dlsym(RTLD_DEFAULT, "writewatch_snapshot"))
-		tp_die("writewatch_snapshot");
-}
-
-#define CSNAP(label, ...)                                                                          \
-	do {                                                                                       \
-		struct tp_window *ws_[] = {__VA_ARGS__};                                           \
-		tp_expect(label, ws_, sizeof ws_ / sizeof ws_[0]);                                 \
-		snap_or_absent(label);                                                             \
-	} while (0)
 
 static void *raw_mmap(void *addr, size_t len, int prot, int flags)
 {
@@ -79,13 +63,13 @@ static void layout(const char *name)
 	tp_window_init(&C, "C", r + 3 * PIECE * TP_PAGE, PIECE);
 	if (replaced) { /* the reservation is tracked and armed before B replaces part of it */
 		snprintf(label, sizeof label, "mx-%s-reserved", name);
-		CSNAP(label, &A, &B, &H, &C);
+		TWIN_SNAP(label, &A, &B, &H, &C);
 	}
 	fixed(r, 0, "mmap A");
 	if (armed) {
 		write_one(&A);
 		snprintf(label, sizeof label, "mx-%s-a", name);
-		CSNAP(label, &A, &B, &H, &C);
+		TWIN_SNAP(label, &A, &B, &H, &C);
 	}
 	fixed(r + PIECE * TP_PAGE, 1, "raw mmap B");
 	if (munmap(r + 2 * PIECE * TP_PAGE, PIECE * TP_PAGE) != 0)
@@ -96,7 +80,7 @@ static void layout(const char *name)
 	write_one(&B);
 	write_one(&C);
 	snprintf(label, sizeof label, "mx-%s-write", name);
-	CSNAP(label, &A, &B, &H, &C);
+	TWIN_SNAP(label, &A, &B, &H, &C);
 
 	write_one(&A);
 	write_one(&B);
@@ -105,10 +89,10 @@ static void layout(const char *name)
 	tp_read_some(&B, 0, PIECE, 100);
 	tp_read_some(&C, 0, PIECE, 100);
 	snprintf(label, sizeof label, "mx-%s-again", name);
-	CSNAP(label, &A, &B, &H, &C);
+	TWIN_SNAP(label, &A, &B, &H, &C);
 
 	snprintf(label, sizeof label, "mx-%s-idle", name);
-	CSNAP(label, &A, &B, &H, &C);
+	TWIN_SNAP(label, &A, &B, &H, &C);
 
 	/* One write each, then the whole range unmapped by one hooked munmap: every write retires
 	 * (if B is tracked by now: the Python test checks these figures only then). */
@@ -123,7 +107,7 @@ static void layout(const char *name)
 	tp_window_init(&A, "A", r, PIECE);
 	tp_window_init(&B, "B", r + PIECE * TP_PAGE, PIECE);
 	tp_window_init(&C, "C", r + 3 * PIECE * TP_PAGE, PIECE);
-	CSNAP(label, &A, &B, &H, &C);
+	TWIN_SNAP(label, &A, &B, &H, &C);
 }
 
 int main(int argc, char **argv)

@@ -4,6 +4,7 @@
 #ifndef TPROG_H
 #define TPROG_H
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -142,6 +143,22 @@ static inline void tp_snapshot(const char *label, struct tp_window **ws, size_t 
 	do {                                                                                       \
 		struct tp_window *ws_[] = {__VA_ARGS__};                                           \
 		tp_snapshot(label, ws_, sizeof ws_ / sizeof ws_[0]);                               \
+	} while (0)
+
+/* For programs also run untracked (a twin run compared with the tracked one): a snapshot must
+ * succeed under the shim; without it the API is absent and the program goes on. */
+static inline void tp_snapshot_or_absent(const char *label)
+{
+	if (writewatch_snapshot(label) != 0 && dlsym(RTLD_DEFAULT, "writewatch_snapshot"))
+		tp_die("writewatch_snapshot");
+}
+
+/* SNAP for such programs. */
+#define TWIN_SNAP(label, ...)                                                                      \
+	do {                                                                                       \
+		struct tp_window *ws_[] = {__VA_ARGS__};                                           \
+		tp_expect(label, ws_, sizeof ws_ / sizeof ws_[0]);                                 \
+		tp_snapshot_or_absent(label);                                                      \
 	} while (0)
 
 static volatile int tp_sink;
