@@ -28,6 +28,20 @@ static void *block_after(void *p, size_t pages)
 	return g == MAP_FAILED ? NULL : g;
 }
 
+/* Grow p from `from` to `to` pages with MREMAP_MAYMOVE, which must move it (a page after it is
+ * taken: block_after). */
+static char *grow_and_move(char *p, size_t from, size_t to)
+{
+	char *n = mremap(p, from * TP_PAGE, to * TP_PAGE, MREMAP_MAYMOVE);
+	if (n == MAP_FAILED)
+		tp_die("mremap");
+	if (n == p) {
+		errno = 0;
+		tp_die("mremap grew in place despite the guard page");
+	}
+	return n;
+}
+
 static struct tp_window A, B, C, U, Mlo, Mmid, Mhi, R1, N1, R2, N2, S3, T3, F, P, Q, M3;
 
 int main(int argc, char **argv)
@@ -103,13 +117,7 @@ int main(int argc, char **argv)
 	SNAP("mr1-before", &R1);
 
 	tp_write_some(&R1, 0, 64, 40);
-	char *n1 = mremap(r1, 64 * TP_PAGE, 128 * TP_PAGE, MREMAP_MAYMOVE);
-	if (n1 == MAP_FAILED)
-		tp_die("mremap");
-	if (n1 == r1) {
-		errno = 0;
-		tp_die("mremap grew in place despite the guard page");
-	}
+	char *n1 = grow_and_move(r1, 64, 128);
 	tp_window_init(&N1, "R1-new", n1, 128);
 	for (size_t i = 0; i < 64; i++) /* written before the move: reported at the new address */
 		if (R1.written[i])
@@ -244,13 +252,7 @@ int main(int argc, char **argv)
 		char *m = tp_map(16, PROT_READ | PROT_WRITE);
 		void *guard = block_after(m, 16);
 		memset(m, 1, 16 * TP_PAGE);
-		char *moved = mremap(m, 16 * TP_PAGE, 64 * TP_PAGE, MREMAP_MAYMOVE);
-		if (moved == MAP_FAILED)
-			tp_die("mremap grow");
-		if (moved == m) {
-			errno = 0;
-			tp_die("mremap grew in place despite the guard page");
-		}
+		char *moved = grow_and_move(m, 16, 64);
 		if (guard)
 			munmap(guard, TP_PAGE);
 		tp_window_init(&M3, "M3", moved, 64);
