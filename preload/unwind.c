@@ -106,6 +106,13 @@ struct interp {
 	bool bad;
 };
 
+/* Register reg saved at CFA + factored * data_align: only the return address's place matters. */
+static void saved_at(struct interp *s, uint64_t reg, int64_t factored)
+{
+	if (reg == 16 && factored * s->data_align != -8)
+		s->ra_odd = true;
+}
+
 /* Run the CFA program [p, end) from location loc while the location is at most pc. */
 static void run(struct interp *s, const uint8_t *p, const uint8_t *end, uintptr_t loc, uintptr_t pc)
 {
@@ -117,11 +124,7 @@ static void run(struct interp *s, const uint8_t *p, const uint8_t *end, uintptr_
 			delta = low * s->code_align;
 			goto advance;
 		case 2: /* offset */
-			reg = low;
-			if (reg == 16 && (int64_t)uleb(&p, end) * s->data_align != -8)
-				s->ra_odd = true;
-			else if (reg != 16)
-				uleb(&p, end);
+			saved_at(s, low, (int64_t)uleb(&p, end));
 			continue;
 		case 3: /* restore */
 			continue;
@@ -138,10 +141,7 @@ static void run(struct interp *s, const uint8_t *p, const uint8_t *end, uintptr_
 		case 0x04: delta = rd32(p) * s->code_align, p += 4; goto advance;
 		case 0x05: /* offset_extended */
 			reg = uleb(&p, end);
-			if (reg == 16 && (int64_t)uleb(&p, end) * s->data_align != -8)
-				s->ra_odd = true;
-			else if (reg != 16)
-				uleb(&p, end);
+			saved_at(s, reg, (int64_t)uleb(&p, end));
 			continue;
 		case 0x06: case 0x08: uleb(&p, end); continue; /* restore_extended, same_value */
 		case 0x07: /* undefined */
@@ -179,8 +179,7 @@ static void run(struct interp *s, const uint8_t *p, const uint8_t *end, uintptr_
 		}
 		case 0x11: /* offset_extended_sf */
 			reg = uleb(&p, end);
-			if (sleb(&p, end) * s->data_align != -8 && reg == 16)
-				s->ra_odd = true;
+			saved_at(s, reg, sleb(&p, end));
 			continue;
 		case 0x12: s->cfa.reg = uleb(&p, end), s->cfa.off = sleb(&p, end) * s->data_align; continue;
 		case 0x13: s->cfa.off = sleb(&p, end) * s->data_align; continue;
