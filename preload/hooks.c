@@ -17,11 +17,6 @@
 
 extern char **environ;
 
-static bool enter(void)
-{
-	return ww_enter_hook();
-}
-
 static void leave(int saved_errno)
 {
 	ww_leave_hook();
@@ -35,7 +30,7 @@ WW_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 	/* The caller's stack, taken before the lock: only for memory we will track. */
 	if ((flags & MAP_ANONYMOUS) && !(flags & MAP_SHARED) && !ww_in_shim && ww_ready())
 		depth = ww_stack_capture(frames, (int)ww.cfg.stack_depth);
-	if (!enter())
+	if (!ww_enter_hook())
 		return ww_real.mmap(addr, len, prot, flags, fd, off);
 	if (flags & MAP_FIXED)
 		ww_on_munmap_pre((uintptr_t)addr, len);
@@ -55,7 +50,7 @@ WW_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_
 
 WW_EXPORT int munmap(void *addr, size_t len)
 {
-	if (!enter())
+	if (!ww_enter_hook())
 		return ww_real.munmap(addr, len);
 	ww_on_munmap_pre((uintptr_t)addr, len);
 	int rc = ww_real.munmap(addr, len);
@@ -75,7 +70,7 @@ WW_EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
 		new_addr = va_arg(ap, void *);
 		va_end(ap);
 	}
-	if (!enter())
+	if (!ww_enter_hook())
 		return ww_real.mremap(old, oldlen, newlen, flags, new_addr);
 	ww_on_mremap_pre((uintptr_t)old, oldlen, (uintptr_t)new_addr, newlen, flags);
 	void *p = ww_real.mremap(old, oldlen, newlen, flags, new_addr);
@@ -94,7 +89,7 @@ static bool discards(int advice)
 
 WW_EXPORT int madvise(void *addr, size_t len, int advice)
 {
-	if (!discards(advice) || !enter())
+	if (!discards(advice) || !ww_enter_hook())
 		return ww_real.madvise(addr, len, advice);
 	ww_on_discard_pre((uintptr_t)addr, len, advice);
 	int rc = ww_real.madvise(addr, len, advice);
@@ -332,7 +327,7 @@ WW_EXPORT void *sbrk(intptr_t increment)
 	void *(*next)(intptr_t) = (void *(*)(intptr_t))next_sym(&slot, "sbrk");
 	if (!next)
 		return (void *)-1;
-	if (increment >= 0 || !enter())
+	if (increment >= 0 || !ww_enter_hook())
 		return next(increment);
 	uintptr_t top = (uintptr_t)next(0), low = top + (uintptr_t)increment;
 	bool shrinks = top != (uintptr_t)-1 && low < top && heap_pages(&low, &top);
@@ -354,7 +349,7 @@ WW_EXPORT int brk(void *addr)
 	if (!next || !next_sbrk)
 		return -1;
 	uintptr_t top = (uintptr_t)next_sbrk(0), low = (uintptr_t)addr;
-	if (top == (uintptr_t)-1 || low >= top || !heap_pages(&low, &top) || !enter())
+	if (top == (uintptr_t)-1 || low >= top || !heap_pages(&low, &top) || !ww_enter_hook())
 		return next(addr);
 	ww_on_munmap_pre(low, top - low);
 	int rc = next(addr);
