@@ -6,7 +6,6 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <string.h>
@@ -121,22 +120,6 @@ bool ww_ready(void)
 
 /* ---- the header record ---- */
 
-static size_t read_file(const char *path, char *buf, size_t cap)
-{
-	int fd = ww_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
-	size_t n = 0;
-	if (fd < 0)
-		return 0;
-	while (n < cap) {
-		ssize_t r = ww_sys_read(fd, buf + n, cap - n);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	ww_sys_close(fd);
-	return n;
-}
-
 static void write_header(const char *cause, pid_t parent, const char *off_reason)
 {
 	struct ww_buf b = {0};
@@ -158,7 +141,8 @@ static void write_header(const char *cause, pid_t parent, const char *off_reason
 	ww_buf_str(&b, ",\"exe\":");
 	ww_buf_json_str(&b, exe);
 	ww_buf_str(&b, ",\"argv\":[");
-	size_t len = read_file("/proc/self/cmdline", args, sizeof args - 1);
+	ssize_t got = ww_read_file("/proc/self/cmdline", args, sizeof args - 1);
+	size_t len = got > 0 ? (size_t)got : 0;
 	bool cut = len == sizeof args - 1; /* the header keeps the first 16 KiB of the command line */
 	args[len] = 0;
 	for (size_t i = 0; i < len; i += strlen(args + i) + 1) {
@@ -198,7 +182,8 @@ static void write_header(const char *cause, pid_t parent, const char *off_reason
 
 static void read_comm(void)
 {
-	size_t n = read_file("/proc/self/comm", comm, sizeof comm - 1);
+	ssize_t got = ww_read_file("/proc/self/comm", comm, sizeof comm - 1);
+	size_t n = got > 0 ? (size_t)got : 0;
 	while (n > 0 && (comm[n - 1] == '\n' || comm[n - 1] == 0))
 		n--;
 	comm[n] = 0;

@@ -4,7 +4,6 @@
 #include "ww.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -594,13 +593,8 @@ static long ksm_merging_pages(void)
 	char buf[512];
 	if (absent)
 		return -1;
-	int fd = ww_sys_open("/proc/self/ksm_stat", O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0) {
-		absent = fd == -ENOENT;
-		return -1;
-	}
-	ssize_t n = ww_sys_read(fd, buf, sizeof buf - 1);
-	ww_sys_close(fd);
+	ssize_t n = ww_read_file("/proc/self/ksm_stat", buf, sizeof buf - 1);
+	absent = n == -ENOENT;
 	if (n <= 0)
 		return -1;
 	buf[n] = 0;

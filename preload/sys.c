@@ -86,6 +86,22 @@ uint64_t ww_now_ns(int clock)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+ssize_t ww_read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = ww_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+	size_t n = 0;
+	if (fd < 0)
+		return fd;
+	while (n < cap) {
+		ssize_t r = ww_sys_read(fd, buf + n, cap - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	ww_sys_close(fd);
+	return (ssize_t)n;
+}
+
 size_t ww_self_exe(char *buf, size_t cap)
 {
 	long n = ww_sys(SYS_readlink, (long)"/proc/self/exe", (long)buf, (long)cap - 1, 0, 0, 0);

@@ -32,6 +32,9 @@ long ww_sys_ioctl(int fd, unsigned long req, void *arg);
 pid_t ww_sys_getpid(void);
 uint64_t ww_now_ns(int clock);
 
+/* Up to cap bytes of the file at path into buf (not NUL-terminated): the bytes read, or -errno
+ * if it cannot be opened. */
+ssize_t ww_read_file(const char *path, char *buf, size_t cap);
 /* The path of /proc/self/exe into buf (NUL-terminated, "" on failure); returns its length. */
 size_t ww_self_exe(char *buf, size_t cap);
 /* Write all of buf to fd, retrying short writes and EINTR. Returns 0 or -errno. */
