@@ -164,6 +164,12 @@ static bool apply(struct ww_config *cfg, const struct ww_opt *o, const char *v)
 	return false;
 }
 
+/* Is the first n bytes of v exactly name? */
+static bool names(const char *v, size_t n, const char *name)
+{
+	return strlen(name) == n && !strncmp(v, name, n);
+}
+
 size_t ww_config_check_names(char *const *env)
 {
 	size_t unknown = 0;
@@ -178,23 +184,20 @@ size_t ww_config_check_names(char *const *env)
 						     "WRITEWATCH_NO_BROWSER_INSTALL"};
 		bool known = false;
 		for (size_t i = 0; !known && i < sizeof others / sizeof others[0]; i++)
-			known = strlen(others[i]) == n && !strncmp(v, others[i], n);
+			known = names(v, n, others[i]);
 		for (size_t i = 0; !known && i < sizeof opts / sizeof opts[0]; i++)
-			known = strlen(opts[i].name) == n && !strncmp(v, opts[i].name, n);
+			known = names(v, n, opts[i].name);
 		if (known)
 			continue;
 		unknown++;
-		char names[256];
+		char list[256], entry[72]; /* entry: NAME=value, as the bad-value lines say it */
 		size_t at = 0;
 		for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
-			at += ww_fmt(names + at, sizeof names - at, i ? ", %s" : "%s", opts[i].name + 11);
-		char entry[72]; /* NAME=value, as the bad-value lines say it */
-		size_t len = strlen(v) < sizeof entry - 1 ? strlen(v) : sizeof entry - 1;
-		memcpy(entry, v, len);
-		entry[len] = 0;
+			at += ww_fmt(list + at, sizeof list - at, i ? ", %s" : "%s", opts[i].name + 11);
+		ww_fmt(entry, sizeof entry, "%s", v);
 		ww_warn("%s: not a writewatch variable (a typo?), ignored; the variables are "
 			"WRITEWATCH_ with %s",
-			entry, names);
+			entry, list);
 	}
 	return unknown;
 }
