@@ -321,10 +321,16 @@ static bool heap_pages(uintptr_t *low, uintptr_t *top)
 	return *low < *top;
 }
 
+static void *sbrk_slot; /* the real sbrk, for both hooks (set by next_sym) */
+
+static void *(*next_sbrk(void))(intptr_t)
+{
+	return (void *(*)(intptr_t))next_sym(&sbrk_slot, "sbrk");
+}
+
 WW_EXPORT void *sbrk(intptr_t increment)
 {
-	static void *slot; // cppcheck-suppress unassignedVariable ; set by next_sym
-	void *(*next)(intptr_t) = (void *(*)(intptr_t))next_sym(&slot, "sbrk");
+	void *(*next)(intptr_t) = next_sbrk();
 	if (!next)
 		return (void *)-1;
 	if (increment >= 0 || !ww_enter_hook())
@@ -343,12 +349,12 @@ WW_EXPORT void *sbrk(intptr_t increment)
 
 WW_EXPORT int brk(void *addr)
 {
-	static void *slot, *sbrk_slot; // cppcheck-suppress unassignedVariable ; set by next_sym
+	static void *slot; // cppcheck-suppress unassignedVariable ; set by next_sym
 	int (*next)(void *) = (int (*)(void *))next_sym(&slot, "brk");
-	void *(*next_sbrk)(intptr_t) = (void *(*)(intptr_t))next_sym(&sbrk_slot, "sbrk");
-	if (!next || !next_sbrk)
+	void *(*real_sbrk)(intptr_t) = next_sbrk();
+	if (!next || !real_sbrk)
 		return -1;
-	uintptr_t top = (uintptr_t)next_sbrk(0), low = (uintptr_t)addr;
+	uintptr_t top = (uintptr_t)real_sbrk(0), low = (uintptr_t)addr;
 	if (top == (uintptr_t)-1 || low >= top || !heap_pages(&low, &top) || !ww_enter_hook())
 		return next(addr);
 	ww_on_munmap_pre(low, top - low);
