@@ -101,6 +101,14 @@ class Expected:
         ids = [i for i in self.latest if key(i) > 0]
         return sorted(ids, key=lambda i: (key(i), self.written[i], str(i)), reverse=True)[:10]
 
+    def check_view(self, what, sites, key, field, names):
+        """A view ranks its sites by key(id), each showing that figure as field, symbolized."""
+        assert [s["id"] for s in sites] == self.ranking(key), \
+            f"{what} order {[s['id'] for s in sites]} != {self.ranking(key)}"
+        for s in sites:
+            assert s[field] == key(s["id"]), s
+            check_symbolized(s, names)
+
 
 _run = {}
 
@@ -155,11 +163,7 @@ def churn_view_starts_with_churn_loop():
     assert first["written_bytes"] == CHURN_BYTES and first["regions"] == 1000 \
         and first["regions_retired"] == 1000, first
     expected = Expected(out)
-    assert [s["id"] for s in sites] == expected.ranking(expected.churn), \
-        f"churn order {[s['id'] for s in sites]} != {expected.ranking(expected.churn)}"
-    for s in sites:
-        assert s["churn_bytes"] == expected.churn(s["id"]), s
-        check_symbolized(s, names)
+    expected.check_view("churn", sites, expected.churn, "churn_bytes", names)
     full = next(s for s in sites if names[s["id"]] == "alloc_full")
     assert full["churn_bytes"] == BIG_BYTES, f"alloc_full's block freed whole: {full}"
 
@@ -175,11 +179,7 @@ def over_allocation_view_ranks_alloc_none_first_of_the_mallocs():
     out, summary, _, names = traced()
     sites = view(summary, "over_allocation")
     expected = Expected(out)
-    assert [s["id"] for s in sites] == expected.ranking(expected.never), \
-        f"over-allocation order {[s['id'] for s in sites]} != {expected.ranking(expected.never)}"
-    for s in sites:
-        assert s["never_written_bytes"] == expected.never(s["id"]), s
-        check_symbolized(s, names)
+    expected.check_view("over-allocation", sites, expected.never, "never_written_bytes", names)
     order = [names[s["id"]] for s in sites]
     assert "alloc_none" in order, f"alloc_none not in the over-allocation view: {order}"
     rank = order.index("alloc_none")
